@@ -1,0 +1,19 @@
+"""diffcsp_pp: space-group constrained crystal structure prediction and generation (DiffCSP++)."""
+
+from __future__ import annotations
+
+from .errors import ChecksumError, DataError, SymmetryError
+from .symmetry import SymmetryInfo, SymmetryTemplate, analyze, build_template
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "analyze",
+    "build_template",
+    "SymmetryInfo",
+    "SymmetryTemplate",
+    "SymmetryError",
+    "DataError",
+    "ChecksumError",
+]

@@ -1,0 +1,191 @@
+"""``diffcsp-pp`` command line. Each subcommand parses flags and calls one library function.
+
+Errors the user can fix (bad paths, bad values, crystals that cannot be analysed) end the command
+with exit status 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+# ----------------------------------------------------------------------------------- symmetry
+def _symmetry_payload(info) -> dict:
+    lengths, angles = info.lattice_parameters
+    sizes = np.bincount(np.unique(info.anchor_idx, return_inverse=True)[1])
+    anchors = info.anchor_coords
+    return {
+        "id": info.structure_id,
+        "space_group": info.space_group,
+        "symbol": info.space_group_symbol,
+        "symprec": info.symprec,
+        "num_atoms": info.num_atoms,
+        "orbits": [
+            {"species": s, "wyckoff": w, "multiplicity": int(m), "anchor": [round(float(v), 6) for v in x]}
+            for s, w, m, x in zip(info.species, info.wyckoff_letters, sizes, anchors, strict=True)
+        ],
+        "k": [round(float(v), 8) for v in info.k],
+        "lattice": {
+            "a": float(lengths[0]), "b": float(lengths[1]), "c": float(lengths[2]),
+            "alpha": float(angles[0]), "beta": float(angles[1]), "gamma": float(angles[2]),
+        },
+    }
+
+
+def cmd_symmetry(args) -> int:
+    from ..data.sources import parse_cif
+    from ..symmetry.analyze import analyze
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        structure = parse_cif(path.read_text(errors="replace"))
+    except Exception as err:  # noqa: BLE001 - report any parser failure in one line
+        raise ValueError(f"cannot read a structure from {path}: {type(err).__name__}: {err}") from None
+    info = analyze(structure, symprec=args.symprec, structure_id=path.name)
+    payload = _symmetry_payload(info)
+    if args.json:
+        print(json.dumps(payload, indent=1))
+        return 0
+    lat = payload["lattice"]
+    print(f"{path.name}: {structure.composition.reduced_formula}, {info.num_atoms} atoms in the conventional cell")
+    print(f"space group   {info.space_group} ({payload['symbol']}), symprec {info.symprec} Å")
+    print(
+        f"lattice       a={lat['a']:.4f} b={lat['b']:.4f} c={lat['c']:.4f} Å  "
+        f"α={lat['alpha']:.3f} β={lat['beta']:.3f} γ={lat['gamma']:.3f}°"
+    )
+    print("k             " + " ".join(f"{v:+.6f}" for v in info.k))
+    print("Wyckoff orbits")
+    for orbit in payload["orbits"]:
+        x, y, z = orbit["anchor"]
+        print(f"  {orbit['species']:<3} {orbit['wyckoff']:>4}   anchor ({x:.6f}, {y:.6f}, {z:.6f})")
+    return 0
+
+
+# --------------------------------------------------------------------------------- preprocess
+def cmd_preprocess(args) -> int:
+    from ..data.preprocess import PreprocessConfig, preprocess
+
+    result = preprocess(
+        args.input,
+        args.out,
+        PreprocessConfig(symprec=args.symprec, angle_tolerance=args.angle_tolerance),
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    state = "reused cache" if result.cached else f"{result.wall_time_s:.1f} s"
+    reasons = ", ".join(f"{k}: {v}" for k, v in result.failures_by_reason.items()) or "none"
+    print(f"{result.succeeded}/{result.rows} crystals analysed (symprec {result.symprec}; {state})")
+    print(f"failed rows: {result.failed} ({reasons})")
+    print(f"output  {result.output}")
+    print(f"report  {result.report}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------- datasets
+def cmd_datasets(args) -> int:
+    from ..data.registry import DATASETS, get_file
+
+    if args.verify is not None:
+        root = Path(args.verify)
+        if not root.is_dir():
+            raise FileNotFoundError(f"no such folder: {root}")
+        bad = 0
+        for entry in DATASETS.values():
+            local = next(
+                (p for p in (root / entry.dataset / f"{entry.split}.csv.gz", root / entry.dataset / f"{entry.split}.csv") if p.is_file()),
+                None,
+            )
+            if local is None:
+                continue
+            try:
+                get_file(entry.name, local=local)
+                print(f"ok       {entry.name:<24} {local}")
+            except Exception as err:  # noqa: BLE001 - report and continue with the next file
+                bad += 1
+                print(f"MISMATCH {entry.name:<24} {err}")
+        return 1 if bad else 0
+    print(f"{'name':<24} {'rows':>6} {'symprec':>7}  source")
+    for entry in DATASETS.values():
+        rows = str(entry.rows) if entry.rows else "?"
+        print(f"{entry.name:<24} {rows:>6} {entry.symprec:>7}  {entry.url or 'local subset (no URL)'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="diffcsp-pp", description="Space-group constrained crystal structure prediction (DiffCSP++)."
+    )
+    parser.add_argument("--version", action="version", version=f"diffcsp-pp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("symmetry", help="space group, Wyckoff orbits, k and lattice of a CIF")
+    p.add_argument("file", help="a CIF file")
+    p.add_argument("--symprec", type=_positive_float, default=0.1, help="spglib tolerance in Å (default 0.1)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_symmetry)
+
+    p = sub.add_parser("preprocess", help="analyse a CSV / CIF folder into a cached dataset")
+    p.add_argument("input", help="CDVAE-format .csv/.csv.gz (cif column) or a folder of .cif files")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--symprec", type=_positive_float, default=None,
+        help="spglib tolerance in Å (default: 0.01 for Perov-5 files recognised by checksum, else 0.1)",
+    )
+    p.add_argument("--angle-tolerance", type=_positive_float, default=5.0, help="degrees (default 5)")
+    p.add_argument("--workers", type=_positive_int, default=1, help="processes (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser("datasets", help="list the benchmark files the registry knows, or verify local copies")
+    p.add_argument("--verify", metavar="DIR", help="check DIR/<dataset>/<split>.csv[.gz] against the checksums")
+    p.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``diffcsp-pp`` console script."""
+    from ..errors import DiffCSPError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DiffCSPError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
+        print(f"diffcsp-pp {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"diffcsp-pp {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

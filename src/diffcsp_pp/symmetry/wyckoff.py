@@ -1,0 +1,215 @@
+"""Wyckoff positions of the 230 space groups and the orbit operators (METHOD §3).
+
+Tables come from pyxtal (International Tables, standard settings; origin choice 2 where a group has
+two; hexagonal axes for rhombohedral groups). For every (space group, letter) we keep the affine
+operations ``W_j = [[R_j, t_j], [0, 1]]`` (fractional, conventional cell). The first op ``W_0`` of
+every position is an idempotent projector onto the position (``R_0² = R_0``, ``R_0 t_0 = 0``;
+checked for all 1731 positions in the tests), so an anchor atom's own coordinates are its free
+representative: ``x_a = W_0 x_a``.
+
+Orbit operators, each written once and used everywhere (numpy or torch, any float dtype):
+
+- :func:`expand_orbits`  ``E(x)_i = (R_i x_{a(i)} + t_i) mod 1``
+- :func:`project_noise`  ``ε̃_i = R_i R_{a(i)}⁺ ε_{a(i)}``
+- :func:`pull_back`      ``p_i = R_i⁺ v_i``
+- :func:`push_forward`   ``v_i = R_i p_i``
+- :func:`orbit_mean`     mean over the atoms of each orbit, broadcast back to every atom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from ._backend import segment_sum, xp
+from .families import check_space_group
+
+#: Decimal places used to compare symmetry operations' translations (exact multiples of 1/24).
+_OP_DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class WyckoffPosition:
+    """One Wyckoff position of a space group in its standard setting.
+
+    Attributes:
+        space_group: 1-230.
+        letter: Wyckoff letter, e.g. ``"e"``.
+        multiplicity: number of atoms of one orbit in the conventional cell.
+        ops: [multiplicity, 4, 4] float64 affine ops (read-only); ``ops[0]`` is the anchor op.
+        dof: number of free coordinates (rank of ``R_0``), 0-3.
+        site_symmetry: Hermann-Mauguin symbol of the site-symmetry group.
+    """
+
+    space_group: int
+    letter: str
+    multiplicity: int
+    ops: np.ndarray
+    dof: int
+    site_symmetry: str
+
+    @property
+    def label(self) -> str:
+        """Multiplicity and letter, e.g. ``"4e"``."""
+        return f"{self.multiplicity}{self.letter}"
+
+
+@lru_cache(maxsize=None)
+def wyckoff_positions(space_group: int) -> tuple[WyckoffPosition, ...]:
+    """All Wyckoff positions of a space group, general position first (pyxtal order)."""
+    from pyxtal.symmetry import Group
+
+    number = check_space_group(space_group)
+    positions = []
+    for wp in Group(number):
+        ops = np.stack([op.affine_matrix for op in wp.ops]).astype(np.float64)
+        ops.setflags(write=False)
+        try:
+            wp.get_site_symmetry()
+            site_sym = str(wp.site_symm)
+        except Exception:  # noqa: BLE001 - the symbol is informative only
+            site_sym = ""
+        positions.append(
+            WyckoffPosition(
+                space_group=number,
+                letter=wp.letter,
+                multiplicity=int(wp.multiplicity),
+                ops=ops,
+                dof=int(np.linalg.matrix_rank(ops[0, :3, :3])),
+                site_symmetry=site_sym,
+            )
+        )
+    return tuple(positions)
+
+
+def wyckoff_position(space_group: int, letter: str) -> WyckoffPosition:
+    """The Wyckoff position ``letter`` (``"e"`` or ``"4e"``) of a space group.
+
+    Raises:
+        ValueError: the group has no such letter, or the multiplicity prefix is wrong.
+    """
+    positions = wyckoff_positions(space_group)
+    text = str(letter).strip()
+    digits = text.rstrip("abcdefghijklmnopqrstuvwxyzA")
+    bare = text[len(digits):]
+    for wp in positions:
+        if wp.letter == bare:
+            if digits and int(digits) != wp.multiplicity:
+                raise ValueError(
+                    f"Wyckoff position {letter!r} of space group {space_group} has multiplicity "
+                    f"{wp.multiplicity} ({wp.label}), not {digits}"
+                )
+            return wp
+    known = " ".join(wp.label for wp in positions)
+    raise ValueError(f"space group {space_group} has no Wyckoff position {letter!r} (it has: {known})")
+
+
+def _op_key(rotations: np.ndarray, translations: np.ndarray) -> frozenset:
+    trans = np.round(np.mod(translations, 1.0), _OP_DECIMALS) % 1.0
+    return frozenset(
+        (tuple(r.astype(int).ravel()), tuple(t)) for r, t in zip(rotations, trans, strict=True)
+    )
+
+
+@lru_cache(maxsize=None)
+def hall_number(space_group: int) -> int:
+    """spglib Hall number of the setting in which our Wyckoff tables are written.
+
+    Found by comparing the general-position ops of pyxtal with spglib's database, so the two
+    libraries are guaranteed to agree (it differs from spglib's default only for the 24 groups with
+    two origin choices, where ours is origin choice 2).
+    """
+    import spglib
+
+    number = check_space_group(space_group)
+    general = wyckoff_positions(number)[0].ops
+    target = _op_key(general[:, :3, :3], general[:, :3, 3])
+    for hall in range(1, 531):
+        if spglib.get_spacegroup_type(hall).number != number:
+            continue
+        sym = spglib.get_symmetry_from_database(hall)
+        if _op_key(sym["rotations"], sym["translations"]) == target:
+            return hall
+    raise RuntimeError(f"no spglib setting matches pyxtal's space group {number}")
+
+
+# --------------------------------------------------------------------------------------------
+# Orbit operators. Shapes: N atoms (whole batch), anchor_idx global indices into the same rows.
+# --------------------------------------------------------------------------------------------
+
+
+def rotation_parts(wyckoff_ops: Any):
+    """``R`` [N, 3, 3] and ``t`` [N, 3] of affine ops [N, 4, 4]."""
+    return wyckoff_ops[..., :3, :3], wyckoff_ops[..., :3, 3]
+
+
+def rotation_pinv(wyckoff_ops: Any):
+    """Moore-Penrose pseudo-inverses ``R_i⁺`` [N, 3, 3] of the ops' linear parts."""
+    return xp(wyckoff_ops).linalg.pinv(wyckoff_ops[..., :3, :3])
+
+
+def _apply(mats: Any, vecs: Any):
+    """Batched matrix-vector product [N, 3, 3] x [N, 3] -> [N, 3]."""
+    return (mats @ vecs[..., None])[..., 0]
+
+
+def expand_orbits(frac_coords: Any, wyckoff_ops: Any, anchor_idx: Any):
+    """Regenerate every atom from its orbit anchor: ``(R_i x_{a(i)} + t_i) mod 1`` [N, 3].
+
+    Only the anchor rows of ``frac_coords`` are read.
+    """
+    rot, trans = rotation_parts(wyckoff_ops)
+    return (_apply(rot, frac_coords[anchor_idx]) + trans) % 1.0
+
+
+def project_noise(noise: Any, wyckoff_ops: Any, anchor_idx: Any, rot_pinv: Any):
+    """Wyckoff-consistent noise ``R_i R_{a(i)}⁺ ε_{a(i)}`` [N, 3] from per-atom draws ``ε`` [N, 3].
+
+    Only the anchors' draws matter; for an anchor, ``R_a R_a⁺`` is the orthogonal projector onto
+    the directions its Wyckoff position leaves free.
+    """
+    param = _apply(rot_pinv[anchor_idx], noise[anchor_idx])  # [N, 3] in anchor parameter space
+    return push_forward(param, wyckoff_ops)
+
+
+def pull_back(vectors: Any, rot_pinv: Any):
+    """Map per-atom 3-vectors into their anchor's parameter space: ``R_i⁺ v_i`` [N, 3]."""
+    return _apply(rot_pinv, vectors)
+
+
+def push_forward(params: Any, wyckoff_ops: Any):
+    """Map anchor-space 3-vectors to atom i: ``R_i p_i`` [N, 3]."""
+    return _apply(wyckoff_ops[..., :3, :3], params)
+
+
+def orbit_mean(values: Any, anchor_idx: Any):
+    """Mean of ``values`` [N, D] over each orbit (atoms sharing an anchor), broadcast back [N, D]."""
+    n = values.shape[0]
+    sums = segment_sum(values, anchor_idx, n)  # [N, D], non-zero rows at anchors only
+    counts = segment_sum(values[:, :1] * 0 + 1, anchor_idx, n)  # [N, 1]
+    return sums[anchor_idx] / counts[anchor_idx]
+
+
+def wrap_diff(a: Any, b: Any):
+    """Periodic (minimum-image) difference ``a - b`` wrapped to [-0.5, 0.5) (fractional)."""
+    d = a - b
+    return d - xp(d).floor(d + 0.5)
+
+
+__all__ = [
+    "WyckoffPosition",
+    "wyckoff_positions",
+    "wyckoff_position",
+    "hall_number",
+    "rotation_parts",
+    "rotation_pinv",
+    "expand_orbits",
+    "project_noise",
+    "pull_back",
+    "push_forward",
+    "orbit_mean",
+    "wrap_diff",
+]
