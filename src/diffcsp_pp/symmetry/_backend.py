@@ -31,7 +31,7 @@ def const_like(value: np.ndarray, like: Any):
     if is_torch(like):
         import torch
 
-        return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+        return torch.from_numpy(np.array(value)).to(dtype=like.dtype, device=like.device)
     dtype = like.dtype if np.asarray(like).dtype.kind == "f" else np.float64
     return np.asarray(value, dtype=dtype)
 

@@ -115,8 +115,9 @@ def analyze(
         structure_id: id used in error messages (default: ``structure.properties["material_id"]``).
 
     Raises:
-        SymmetryError: with ``reason`` one of ``empty``, ``disordered``, ``spglib_failed``,
-            ``multiplicity_mismatch``, ``no_anchor``, ``orbit_mismatch``, ``lattice_not_in_family``.
+        SymmetryError: with ``reason`` one of ``empty``, ``disordered``, ``unknown_species``,
+            ``spglib_failed``, ``unknown_letter``, ``overlapping_orbits``, ``multiplicity_mismatch``,
+            ``no_anchor``, ``orbit_mismatch``, ``lattice_not_in_family``.
     """
     sid = _structure_id(structure, structure_id)
     if len(structure) == 0:
@@ -132,7 +133,10 @@ def analyze(
     if ds is None:
         import spglib
 
-        raise SymmetryError("spglib_failed", f"spglib: {spglib.get_error_message()}", sid)
+        message = spglib.get_error_message() or "no symmetry found"
+        raise SymmetryError(
+            "spglib_failed", f"spglib: {message} (overlapping atoms or a degenerate cell?)", sid
+        )
     number = int(ds.number)
     hall = hall_number(number)
     if ds.hall_number != hall:
@@ -164,6 +168,13 @@ def analyze(
             wp = wyckoff_position(number, letter)
         except ValueError as err:
             raise SymmetryError("unknown_letter", str(err), sid) from None
+        if wp.dof == 0 and wp.label in labels:
+            raise SymmetryError(
+                "overlapping_orbits",
+                f"two orbits sit on the fixed position {wp.label} of space group {number} "
+                "(overlapping atoms)",
+                sid,
+            )
         if idx.size != wp.multiplicity:
             raise SymmetryError(
                 "multiplicity_mismatch",

@@ -37,6 +37,10 @@ K_BASIS = _RAW_BASIS / np.sqrt((_RAW_BASIS**2).sum(axis=(1, 2)))[:, None, None]
 K_BASIS.setflags(write=False)
 
 
+#: Relative eigenvalue below which a Gram matrix counts as singular (a flat cell).
+_SINGULAR_RTOL = 1e-10
+
+
 def _sym_fn(mat: Any, fn_name: str):
     """Apply a scalar function to a batch of symmetric matrices through ``eigh``: V f(w) Vᵀ."""
     mod = xp(mat)
@@ -54,7 +58,7 @@ def k_from_gram(gram: Any):
     """k [..., 6] of Gram matrices [..., 3, 3]; raises ValueError on a non positive-definite numpy input."""
     if not is_torch(gram):
         w = np.linalg.eigvalsh(gram)
-        if not np.all(np.isfinite(w)) or np.any(w <= 0):
+        if not np.all(np.isfinite(w)) or np.any(w <= _SINGULAR_RTOL * np.max(np.abs(w), axis=-1, keepdims=True)):
             raise ValueError(f"Gram matrix is not positive definite (eigenvalues {np.asarray(w).tolist()})")
     s = 0.5 * _sym_fn(gram, "log")  # [..., 3, 3]
     return xp(gram).einsum("...ij,kij->...k", s, const_like(K_BASIS, gram))

@@ -114,6 +114,16 @@ def _op_key(rotations: np.ndarray, translations: np.ndarray) -> frozenset:
     )
 
 
+@lru_cache(maxsize=1)
+def _halls_by_number() -> dict[int, list[int]]:
+    import spglib
+
+    table: dict[int, list[int]] = {}
+    for hall in range(1, 531):
+        table.setdefault(int(spglib.get_spacegroup_type(hall).number), []).append(hall)
+    return table
+
+
 @lru_cache(maxsize=None)
 def hall_number(space_group: int) -> int:
     """spglib Hall number of the setting in which our Wyckoff tables are written.
@@ -127,9 +137,7 @@ def hall_number(space_group: int) -> int:
     number = check_space_group(space_group)
     general = wyckoff_positions(number)[0].ops
     target = _op_key(general[:, :3, :3], general[:, :3, 3])
-    for hall in range(1, 531):
-        if spglib.get_spacegroup_type(hall).number != number:
-            continue
+    for hall in _halls_by_number()[number]:
         sym = spglib.get_symmetry_from_database(hall)
         if _op_key(sym["rotations"], sym["translations"]) == target:
             return hall
