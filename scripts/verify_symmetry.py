@@ -215,9 +215,9 @@ def main() -> int:
         summary["reference_same_multiplicities"] = same_mult
         from pymatgen.analysis.structure_matcher import StructureMatcher
 
-        summary["reference_same_crystal"] = sum(
+        summary["reference_same_crystal"] = int(sum(
             StructureMatcher().fit(r[2], info.to_structure()) for r, (_, info) in zip(refs, ref_items, strict=True)
-        )
+        ))
         summary["reference_disagreements"] = [
             {"id": item.material_id, "ours": [info.space_group, sorted(info.wyckoff_letters)], "reference": [r[0], r[1]],
              "same_crystal": bool(StructureMatcher().fit(r[2], info.to_structure()))}
