@@ -1,0 +1,166 @@
+"""Batches of crystals for the network: concatenated per-atom tensors with explicit index offsets.
+
+A :class:`CrystalDataset` keeps every crystal of a preprocessed file as concatenated numpy arrays
+(no per-item Python objects); :func:`collate` turns a list of crystal indices into a
+:class:`CrystalBatch`. Anchor indices are offset to global atom rows here, in one place, and the
+fully connected edge list (self-loops included) is built without Python loops over crystals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from ..symmetry.analyze import SymmetryInfo
+
+
+@dataclass
+class CrystalBatch:
+    """A batch of B crystals with N atoms in total and E = Σ n_b² edges.
+
+    Attributes:
+        frac_coords: [N, 3] fractional coordinates in [0, 1).
+        atom_types: [N] long atomic numbers Z.
+        wyckoff_ops: [N, 4, 4] affine op from the orbit anchor to atom i.
+        rot_pinv: [N, 3, 3] pseudo-inverse of each op's linear part.
+        anchor_idx: [N] long global row of atom i's orbit anchor.
+        batch_idx: [N] long crystal of atom i.
+        num_atoms: [B] long atoms per crystal.
+        space_group: [B] long, 1-230.
+        k: [B, 6] lattice coefficients.
+        edge_src, edge_dst: [E] long; all ordered pairs (i, j) within a crystal, grouped by i.
+    """
+
+    frac_coords: torch.Tensor
+    atom_types: torch.Tensor
+    wyckoff_ops: torch.Tensor
+    rot_pinv: torch.Tensor
+    anchor_idx: torch.Tensor
+    batch_idx: torch.Tensor
+    num_atoms: torch.Tensor
+    space_group: torch.Tensor
+    k: torch.Tensor
+    edge_src: torch.Tensor
+    edge_dst: torch.Tensor
+
+    @property
+    def num_graphs(self) -> int:
+        return int(self.num_atoms.shape[0])
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> CrystalBatch:
+        """Move to a device; floating tensors optionally cast to ``dtype``."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if dtype is not None and value.is_floating_point():
+                value = value.to(dtype)
+            out[f.name] = value.to(device) if device is not None else value
+        return CrystalBatch(**out)
+
+
+def fully_connected_edges(num_atoms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All ordered pairs (i, j), self-loops included, within each crystal: ([E], [E]), E = Σ n²."""
+    offsets = torch.cumsum(num_atoms, 0) - num_atoms  # [B]
+    per_graph = num_atoms * num_atoms  # [B]
+    graph = torch.repeat_interleave(torch.arange(num_atoms.shape[0]), per_graph)  # [E]
+    start = torch.repeat_interleave(torch.cumsum(per_graph, 0) - per_graph, per_graph)
+    local = torch.arange(int(per_graph.sum())) - start  # [E] position within its crystal's block
+    n = num_atoms[graph]
+    return local // n + offsets[graph], local % n + offsets[graph]
+
+
+class CrystalDataset(torch.utils.data.Dataset):
+    """Crystals as concatenated arrays; ``dataset[i]`` is the crystal index i (collated later)."""
+
+    def __init__(self, infos: Sequence[SymmetryInfo]):
+        if len(infos) == 0:
+            raise ValueError("a dataset needs at least one crystal")
+        self.num_atoms = np.array([i.num_atoms for i in infos], dtype=np.int64)
+        self.atom_offsets = np.concatenate([[0], np.cumsum(self.num_atoms)])
+        self.space_group = np.array([i.space_group for i in infos], dtype=np.int64)
+        self.k = np.stack([i.k for i in infos]).astype(np.float64)
+        self.frac_coords = np.concatenate([i.frac_coords for i in infos])
+        self.atom_types = np.concatenate([i.atom_types for i in infos]).astype(np.int64)
+        self.wyckoff_ops = np.concatenate([i.wyckoff_ops for i in infos])
+        self.rot_pinv = np.linalg.pinv(self.wyckoff_ops[:, :3, :3])
+        self.anchor_local = np.concatenate([i.anchor_idx for i in infos]).astype(np.int64)
+        self.ids = [i.structure_id for i in infos]
+
+    def __len__(self) -> int:
+        return int(self.num_atoms.shape[0])
+
+    def __getitem__(self, index: int) -> int:
+        return int(index)
+
+    def collate(self, indices: Sequence[int]) -> CrystalBatch:
+        """A batch of the given crystals (in that order)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        n = self.num_atoms[idx]
+        starts = self.atom_offsets[idx]
+        # atom rows of the selected crystals, concatenated (vectorised ragged gather)
+        rows = np.repeat(starts - np.concatenate([[0], np.cumsum(n)[:-1]]), n) + np.arange(n.sum())
+        new_offsets = np.repeat(np.cumsum(n) - n, n)
+        num_atoms = torch.from_numpy(n)
+        src, dst = fully_connected_edges(num_atoms)
+        return CrystalBatch(
+            frac_coords=torch.from_numpy(self.frac_coords[rows]),
+            atom_types=torch.from_numpy(self.atom_types[rows]),
+            wyckoff_ops=torch.from_numpy(self.wyckoff_ops[rows]),
+            rot_pinv=torch.from_numpy(self.rot_pinv[rows]),
+            anchor_idx=torch.from_numpy(self.anchor_local[rows] + new_offsets),
+            batch_idx=torch.from_numpy(np.repeat(np.arange(idx.size), n)),
+            num_atoms=num_atoms,
+            space_group=torch.from_numpy(self.space_group[idx]),
+            k=torch.from_numpy(self.k[idx]),
+            edge_src=src,
+            edge_dst=dst,
+        )
+
+
+class EpochBatchSampler(torch.utils.data.Sampler):
+    """Deterministic, resumable batches: epoch e's order is a pure function of (seed, e).
+
+    Each iteration of epoch e starts at batch ``position_fn() - e * len(self)`` (clamped), where
+    ``position_fn`` returns the number of optimiser steps already taken (the trainer's global
+    step). A fresh epoch therefore starts at 0 and a run resumed mid-epoch continues with exactly
+    the batch it would have trained next. With ``world_size > 1`` each rank takes every
+    ``world_size``-th batch of the same global order.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, seed: int, shuffle: bool = True,
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1, position_fn=None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.rank, self.world_size = rank, world_size
+        self.position_fn = position_fn
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _global_batches(self) -> list[np.ndarray]:
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
+        else:
+            order = np.arange(self.num_items)
+        batches = [order[i : i + self.batch_size] for i in range(0, self.num_items, self.batch_size)]
+        if self.drop_last and len(batches) > 1 and len(batches[-1]) < self.batch_size:
+            batches = batches[:-1]
+        usable = len(batches) - len(batches) % self.world_size if len(batches) >= self.world_size else len(batches)
+        return batches[:usable]
+
+    def __len__(self) -> int:
+        return max(1, len(self._global_batches()) // self.world_size)
+
+    def __iter__(self):
+        mine = self._global_batches()[self.rank :: self.world_size]
+        start = 0
+        if self.position_fn is not None:
+            start = min(max(0, int(self.position_fn()) - self.epoch * len(self)), len(mine))
+        for batch in mine[start:]:
+            yield batch.tolist()
