@@ -138,6 +138,49 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------- train
+def cmd_train(args) -> int:
+    import dataclasses
+
+    from ..data.registry import find_by_checksum
+    from ..data.sources import content_hash
+    from ..train.config import RunConfig, preset_config
+    from ..train.run import load_run_config, train
+
+    overrides = {
+        "max_epochs": args.max_epochs, "max_steps": args.max_steps, "batch_size": args.batch_size,
+        "checkpoint_every": args.checkpoint_every, "seed": args.seed, "devices": args.devices,
+        "num_nodes": args.num_nodes, "accelerator": args.accelerator, "precision": args.precision,
+        "scheduler": args.scheduler, "lr": args.lr, "val_every_epochs": args.val_every,
+        "num_threads": args.threads, "ema_decay": args.ema_decay,
+        "ema": False if args.no_ema else None,
+    }
+    if args.resume:
+        cfg = load_run_config(args.out)
+        extend = {k: v for k, v in overrides.items() if v is not None and k in ("max_epochs", "max_steps", "devices", "num_nodes", "accelerator", "num_threads")}
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **extend))
+    else:
+        if not args.train or not args.val:
+            raise ValueError("--train and --val are required (unless --resume)")
+        for f in [*args.train, *args.val]:
+            if not Path(f).exists():
+                raise FileNotFoundError(f"no such file or folder: {f}")
+        first = Path(args.train[0])
+        known = None if first.is_dir() else find_by_checksum(content_hash(first))
+        dataset = known.dataset if known else None
+        model, train_cfg = preset_config(args.preset, args.task, dataset, overrides)
+        shape = {"hidden": args.hidden, "num_layers": args.layers, "num_freqs": args.num_freqs}
+        model = dataclasses.replace(model, **{k: v for k, v in shape.items() if v is not None})
+        cfg = RunConfig(task=args.task, preset=args.preset, dataset=dataset,
+                        train_files=[str(Path(f).resolve()) for f in args.train],
+                        val_files=[str(Path(f).resolve()) for f in args.val],
+                        symprec=args.symprec, model=model, train=train_cfg)
+    weights = train(cfg, args.out, resume=args.resume, progress=not args.quiet,
+                    cache_dir=args.cache_dir, workers=args.workers)
+    print(f"weights {weights}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
@@ -164,6 +207,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive_int, default=1, help="processes (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser("train", help="train a DiffCSP++ model (CSP or ab initio generation)")
+    p.add_argument("--train", nargs="+", metavar="CSV", help="training CSV(s) / CIF folder(s); several are merged")
+    p.add_argument("--val", nargs="+", metavar="CSV", help="validation CSV(s) / CIF folder(s)")
+    p.add_argument("--task", choices=["csp", "gen"], default="csp", help="csp: types given; gen: types generated")
+    p.add_argument("--preset", choices=["paper", "small"], default="small", help="model size and schedule")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--hidden", type=_positive_int, help="override the preset's hidden size")
+    p.add_argument("--layers", type=_positive_int, help="override the preset's number of layers")
+    p.add_argument("--num-freqs", type=_positive_int, help="override the preset's Fourier frequencies")
+    p.add_argument("--max-epochs", type=_positive_int)
+    p.add_argument("--max-steps", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--checkpoint-every", type=_positive_int, help="steps between checkpoints")
+    p.add_argument("--val-every", type=_positive_int, help="epochs between validations")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--lr", type=_positive_float)
+    p.add_argument("--scheduler", choices=["plateau", "cosine", "none"])
+    p.add_argument("--no-ema", action="store_true", help="no EMA of the weights")
+    p.add_argument("--ema-decay", type=float)
+    p.add_argument("--precision", choices=["32-true", "bf16-mixed"])
+    p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"])
+    p.add_argument("--devices", type=_positive_int, help="processes/GPUs per node (DDP when > 1)")
+    p.add_argument("--num-nodes", type=_positive_int)
+    p.add_argument("--threads", type=_positive_int, help="torch CPU threads per process")
+    p.add_argument("--symprec", type=_positive_float, help="spglib tolerance for preprocessing")
+    p.add_argument("--cache-dir", help="where preprocessed data are cached")
+    p.add_argument("--workers", type=_positive_int, default=1, help="preprocessing processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("datasets", help="list the benchmark files the registry knows, or verify local copies")
     p.add_argument("--verify", metavar="DIR", help="check DIR/<dataset>/<split>.csv[.gz] against the checksums")

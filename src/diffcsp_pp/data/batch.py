@@ -75,7 +75,7 @@ def fully_connected_edges(num_atoms: torch.Tensor) -> tuple[torch.Tensor, torch.
 class CrystalDataset(torch.utils.data.Dataset):
     """Crystals as concatenated arrays; ``dataset[i]`` is the crystal index i (collated later)."""
 
-    def __init__(self, infos: Sequence[SymmetryInfo]):
+    def __init__(self, infos: Sequence[SymmetryInfo], dtype: torch.dtype = torch.float32):
         if len(infos) == 0:
             raise ValueError("a dataset needs at least one crystal")
         self.num_atoms = np.array([i.num_atoms for i in infos], dtype=np.int64)
@@ -88,6 +88,7 @@ class CrystalDataset(torch.utils.data.Dataset):
         self.rot_pinv = np.linalg.pinv(self.wyckoff_ops[:, :3, :3])
         self.anchor_local = np.concatenate([i.anchor_idx for i in infos]).astype(np.int64)
         self.ids = [i.structure_id for i in infos]
+        self.dtype = dtype
 
     def __len__(self) -> int:
         return int(self.num_atoms.shape[0])
@@ -106,15 +107,15 @@ class CrystalDataset(torch.utils.data.Dataset):
         num_atoms = torch.from_numpy(n)
         src, dst = fully_connected_edges(num_atoms)
         return CrystalBatch(
-            frac_coords=torch.from_numpy(self.frac_coords[rows]),
+            frac_coords=torch.from_numpy(self.frac_coords[rows]).to(self.dtype),
             atom_types=torch.from_numpy(self.atom_types[rows]),
-            wyckoff_ops=torch.from_numpy(self.wyckoff_ops[rows]),
-            rot_pinv=torch.from_numpy(self.rot_pinv[rows]),
+            wyckoff_ops=torch.from_numpy(self.wyckoff_ops[rows]).to(self.dtype),
+            rot_pinv=torch.from_numpy(self.rot_pinv[rows]).to(self.dtype),
             anchor_idx=torch.from_numpy(self.anchor_local[rows] + new_offsets),
             batch_idx=torch.from_numpy(np.repeat(np.arange(idx.size), n)),
             num_atoms=num_atoms,
             space_group=torch.from_numpy(self.space_group[idx]),
-            k=torch.from_numpy(self.k[idx]),
+            k=torch.from_numpy(self.k[idx]).to(self.dtype),
             edge_src=src,
             edge_dst=dst,
         )
@@ -123,11 +124,12 @@ class CrystalDataset(torch.utils.data.Dataset):
 class EpochBatchSampler(torch.utils.data.Sampler):
     """Deterministic, resumable batches: epoch e's order is a pure function of (seed, e).
 
-    Each iteration of epoch e starts at batch ``position_fn() - e * len(self)`` (clamped), where
-    ``position_fn`` returns the number of optimiser steps already taken (the trainer's global
-    step). A fresh epoch therefore starts at 0 and a run resumed mid-epoch continues with exactly
-    the batch it would have trained next. With ``world_size > 1`` each rank takes every
-    ``world_size``-th batch of the same global order.
+    ``position_fn`` returns how many training batches the run has consumed so far (stored in the
+    checkpoint). Each iteration starts at that position: epoch ``position // len(self)``, batch
+    ``position % len(self)``. A fresh epoch therefore starts at its first batch and a run resumed
+    mid-epoch continues with exactly the batch it would have trained next. Without ``position_fn``
+    (validation) every iteration is epoch 0 from its start. With ``world_size > 1`` each rank takes
+    every ``world_size``-th batch of the same global order.
     """
 
     def __init__(self, num_items: int, batch_size: int, seed: int, shuffle: bool = True,
@@ -138,29 +140,28 @@ class EpochBatchSampler(torch.utils.data.Sampler):
         self.shuffle, self.drop_last = shuffle, drop_last
         self.rank, self.world_size = rank, world_size
         self.position_fn = position_fn
-        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def _global_batches(self) -> list[np.ndarray]:
+    def _global_batches(self, epoch: int) -> list[np.ndarray]:
         if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.num_items)
         else:
             order = np.arange(self.num_items)
         batches = [order[i : i + self.batch_size] for i in range(0, self.num_items, self.batch_size)]
         if self.drop_last and len(batches) > 1 and len(batches[-1]) < self.batch_size:
             batches = batches[:-1]
-        usable = len(batches) - len(batches) % self.world_size if len(batches) >= self.world_size else len(batches)
-        return batches[:usable]
+        if len(batches) >= self.world_size:  # every rank gets the same number of batches
+            batches = batches[: len(batches) - len(batches) % self.world_size]
+        return batches
 
     def __len__(self) -> int:
-        return max(1, len(self._global_batches()) // self.world_size)
+        n = -(-self.num_items // self.batch_size)
+        if self.drop_last and n > 1 and self.num_items % self.batch_size:
+            n -= 1
+        return max(1, n // self.world_size)
 
     def __iter__(self):
-        mine = self._global_batches()[self.rank :: self.world_size]
-        start = 0
-        if self.position_fn is not None:
-            start = min(max(0, int(self.position_fn()) - self.epoch * len(self)), len(mine))
+        position = int(self.position_fn()) if self.position_fn is not None else 0
+        epoch, start = divmod(position, len(self))
+        mine = self._global_batches(epoch)[self.rank :: self.world_size]
         for batch in mine[start:]:
             yield batch.tolist()

@@ -92,10 +92,16 @@ def _spglib_dataset(cell, symprec: float, angle_tolerance: float, hall: int = 0)
 
 
 def detect_space_group(structure: Structure, symprec: float = SYMPREC) -> int:
-    """spglib space-group number of a pymatgen Structure (0 if spglib finds none)."""
+    """spglib space-group number of a pymatgen Structure (0 if spglib finds none).
+
+    Non-finite or degenerate cells give 0 without calling spglib (which can crash on them).
+    """
     import spglib
 
-    cell = (structure.lattice.matrix, structure.frac_coords, [s.specie.Z for s in structure])
+    lattice, coords = structure.lattice.matrix, structure.frac_coords
+    if not (np.all(np.isfinite(lattice)) and np.all(np.isfinite(coords))) or not abs(np.linalg.det(lattice)) > 1e-6:
+        return 0
+    cell = (lattice, coords, [s.specie.Z for s in structure])
     ds = spglib.get_symmetry_dataset(cell, symprec=symprec, angle_tolerance=ANGLE_TOLERANCE)
     return 0 if ds is None else int(ds.number)
 

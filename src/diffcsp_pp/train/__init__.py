@@ -1,0 +1,1 @@
+"""Training with Lightning: configs and presets, the LightningModule, the run directory."""

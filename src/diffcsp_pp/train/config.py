@@ -1,0 +1,106 @@
+"""Typed configs and presets for training (METHOD §6). The CLI maps flags one to one onto fields."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..diffusion.process import DiffusionConfig
+from ..model.cspnet import ModelConfig
+
+#: Per-dataset settings of the paper preset (METHOD §6): max epochs, train batch size, Langevin γ
+#: (CSP, generation) and the validation interval in epochs.
+PAPER_DATASET = {
+    "perov_5": {"max_epochs": 3000, "batch_size": 1024},
+    "carbon_24": {"max_epochs": 4000, "batch_size": 256},
+    "mp_20": {"max_epochs": 1000, "batch_size": 256},
+    "mpts_52": {"max_epochs": 500, "batch_size": 128},
+}
+
+#: Model shapes of the presets. ``small`` is the CPU preset (see docs/BENCHMARKS.md).
+PRESET_MODELS = {
+    "paper": {"hidden": 512, "num_layers": 6, "num_freqs": 128, "time_dim": 256},
+    "small": {"hidden": 128, "num_layers": 4, "num_freqs": 128, "time_dim": 256},
+}
+
+#: Batch size of the small preset per dataset (CPU).
+SMALL_BATCH = {"perov_5": 256, "carbon_24": 64, "mp_20": 64, "mpts_52": 32}
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and run settings."""
+
+    lr: float = 1e-3
+    batch_size: int = 256
+    val_batch_size: int | None = None
+    max_epochs: int = 1000
+    max_steps: int = -1
+    grad_clip_value: float = 0.5
+    ema: bool = True
+    ema_decay: float = 0.999
+    scheduler: str = "plateau"  # "plateau" (paper), "cosine" or "none"
+    plateau_factor: float = 0.6
+    plateau_patience: int = 30
+    min_lr: float = 1e-4
+    val_every_epochs: int = 5
+    precision: str = "32-true"  # or "bf16-mixed"
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    seed: int = 42
+    checkpoint_every: int = 500
+    num_threads: int | None = None
+
+    def __post_init__(self):
+        if self.scheduler not in ("plateau", "cosine", "none"):
+            raise ValueError(f"scheduler must be plateau, cosine or none, got {self.scheduler!r}")
+        if self.precision not in ("32-true", "bf16-mixed", "32", "bf16"):
+            raise ValueError(f"precision must be 32-true or bf16-mixed, got {self.precision!r}")
+        for name in ("batch_size", "devices", "num_nodes", "checkpoint_every", "val_every_epochs", "max_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs; written to ``RUN_DIR/config.json``."""
+
+    task: str
+    preset: str
+    dataset: str | None
+    train_files: list[str]
+    val_files: list[str]
+    symprec: float | None
+    model: ModelConfig
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        return cls(
+            task=d["task"], preset=d["preset"], dataset=d.get("dataset"),
+            train_files=list(d["train_files"]), val_files=list(d["val_files"]), symprec=d.get("symprec"),
+            model=ModelConfig(**d["model"]), diffusion=DiffusionConfig(**d["diffusion"]), train=TrainConfig(**d["train"]),
+        )
+
+
+def preset_config(preset: str, task: str, dataset: str | None, overrides: dict) -> tuple[ModelConfig, TrainConfig]:
+    """Model and train configs of a preset for a dataset (``None``: MP-20 settings), with overrides."""
+    if preset not in PRESET_MODELS:
+        raise ValueError(f"preset must be one of {', '.join(PRESET_MODELS)}, got {preset!r}")
+    key = dataset if dataset in PAPER_DATASET else "mp_20"
+    model = ModelConfig(task=task, **PRESET_MODELS[preset])
+    base = dict(PAPER_DATASET[key])
+    if preset == "small":
+        base["batch_size"] = SMALL_BATCH[key]
+        base["val_every_epochs"] = 1
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return model, TrainConfig(**base)

@@ -1,0 +1,177 @@
+"""``train()``: data -> Lightning Trainer -> run directory.
+
+A run directory holds ``config.json`` (the RunConfig), ``model.safetensors`` (the evaluation weights:
+EMA if enabled), ``training_state.json`` (step, epoch, last validation loss), ``checkpoints/``
+(Lightning's full training state, written atomically; ``last.ckpt`` resumes, ``best.ckpt`` has the best
+validation loss), and ``logs/`` (CSV and TensorBoard). ``resume=True`` continues from
+``checkpoints/last.ckpt``, loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..data.batch import CrystalDataset
+from ..data.preprocess import PreprocessConfig, preprocess
+from ..data.registry import default_cache_dir
+from ..data.store import load_records
+from ..errors import DataError
+from .config import RunConfig
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+STATE_NAME = "training_state.json"
+
+
+def _is_rank_zero() -> bool:
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def load_dataset(files: list[str], symprec: float | None, cache_dir: Path, workers: int, progress: bool) -> CrystalDataset:
+    """Preprocess (cached) and concatenate files, dropping repeated material ids."""
+    infos, seen = [], set()
+    for f in files:
+        res = preprocess(f, cache_dir, PreprocessConfig(symprec=symprec), workers=workers, progress=progress)
+        for info in load_records(res.output):
+            if info.structure_id is not None and info.structure_id in seen:
+                continue
+            seen.add(info.structure_id)
+            infos.append(info)
+    if not infos:
+        raise DataError(f"no crystal could be analysed in {', '.join(files)}")
+    return CrystalDataset(infos)
+
+
+def export_weights(module, run_dir: Path) -> None:
+    """Write the evaluation weights (EMA when enabled) as safetensors, atomically."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in module.eval_model.state_dict().items()}
+    _write_atomic(run_dir / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
+
+
+def _callbacks(run_dir: Path, cfg: RunConfig, progress: bool):
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    class ExportWeights(L.Callback):
+        """Keep model.safetensors and training_state.json in step with the checkpoints."""
+
+        def _export(self, trainer, module):
+            if trainer.is_global_zero:
+                export_weights(module, run_dir)
+                val = trainer.callback_metrics.get("val_loss")
+                state = {"global_step": trainer.global_step, "epoch": trainer.current_epoch,
+                         "val_loss": None if val is None else float(val)}
+                _write_atomic(run_dir / STATE_NAME, json.dumps(state, indent=1).encode())
+
+        def on_train_batch_end(self, trainer, module, *args):
+            if trainer.global_step % cfg.train.checkpoint_every == 0:
+                self._export(trainer, module)
+
+        def on_train_end(self, trainer, module):
+            self._export(trainer, module)
+
+    ckpt_dir = run_dir / "checkpoints"
+    last = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", every_n_train_steps=cfg.train.checkpoint_every,
+                           save_top_k=0, save_last=True, save_on_train_epoch_end=True)
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
+                           enable_version_counter=False)
+    return [last, best, ExportWeights()]
+
+
+def _atomic_checkpoint_io():
+    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        """Write checkpoints to a temporary file and rename: a kill never leaves a torn file."""
+
+        def save_checkpoint(self, checkpoint, path, storage_options=None):
+            path = Path(path)
+            tmp = path.with_name(path.name + ".tmp")
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            os.replace(tmp, path)
+
+    return AtomicCheckpointIO()
+
+
+def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
+          cache_dir: str | os.PathLike | None = None, workers: int = 1) -> Path:
+    """Train (or resume) a model into ``run_dir``; returns the path of ``model.safetensors``."""
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from .module import CrystalDataModule, DiffCSPModule
+
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    if resume and not ckpt.is_file():
+        raise FileNotFoundError(f"nothing to resume: {ckpt} does not exist")
+    if not resume and _is_rank_zero() and (run_dir / CONFIG_NAME).exists():
+        raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if _is_rank_zero():
+        _write_atomic(run_dir / CONFIG_NAME, json.dumps(cfg.to_dict(), indent=1).encode())
+
+    tc = cfg.train
+    devices = tc.devices
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    elif devices > 1 and (tc.accelerator == "cpu" or not torch.cuda.is_available()):
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices))
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "preprocessed"
+    train_set = load_dataset(cfg.train_files, cfg.symprec, cache, workers, progress)
+    val_set = load_dataset(cfg.val_files, cfg.symprec, cache, workers, progress)
+
+    L.seed_everything(tc.seed, workers=True, verbose=False)
+    module = DiffCSPModule(cfg.model.to_dict(), cfg.diffusion.to_dict(), tc.__dict__.copy())
+    strategy = "ddp" if devices > 1 or tc.num_nodes > 1 else "auto"
+    precision = {"32": "32-true", "bf16": "bf16-mixed"}.get(tc.precision, tc.precision)
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        accelerator=tc.accelerator,
+        devices=devices,
+        num_nodes=tc.num_nodes,
+        strategy=strategy,
+        precision=precision,
+        max_epochs=tc.max_epochs,
+        max_steps=tc.max_steps,
+        gradient_clip_val=tc.grad_clip_value,
+        gradient_clip_algorithm="value",
+        check_val_every_n_epoch=tc.val_every_epochs,
+        callbacks=_callbacks(run_dir, cfg, progress),
+        logger=[CSVLogger(run_dir, name="logs"), TensorBoardLogger(run_dir, name="tensorboard")],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        log_every_n_steps=min(50, tc.checkpoint_every),
+        num_sanity_val_steps=0,
+        plugins=[_atomic_checkpoint_io()],
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(module, datamodule=CrystalDataModule(train_set, val_set, tc),
+                    ckpt_path=str(ckpt) if resume else None, weights_only=True)
+    return run_dir / WEIGHTS_NAME
+
+
+def load_run_config(run_dir: str | os.PathLike) -> RunConfig:
+    """The RunConfig stored in a run directory."""
+    path = Path(run_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no {CONFIG_NAME} in {run_dir}")
+    try:
+        return RunConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{path} is not a valid run config: {err}") from None

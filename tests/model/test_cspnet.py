@@ -1,0 +1,78 @@
+"""Denoiser: shapes, permutation equivariance, invariance to a global fractional translation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffcsp_pp.data.batch import CrystalDataset, fully_connected_edges
+from diffcsp_pp.model import CSPNet, ModelConfig
+from diffcsp_pp.symmetry import analyze
+from tests.conftest import load_fixture_structures
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    infos = [analyze(s, 0.1, structure_id=m) for m, s in load_fixture_structures("mp_20_pilot_train.csv.gz")[:6]]
+    return CrystalDataset(infos, dtype=torch.float64)
+
+
+def _inputs(batch, task, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    B, N = batch.num_graphs, batch.frac_coords.shape[0]
+    k = torch.randn(B, 6, generator=g, dtype=torch.float64)
+    x = torch.rand(N, 3, generator=g, dtype=torch.float64)
+    t = torch.randint(1, 1001, (B,), generator=g)
+    a = batch.atom_types if task == "csp" else torch.randn(N, 100, generator=g, dtype=torch.float64)
+    return k, x, t, a
+
+
+def test_edges_are_all_pairs_within_crystals():
+    src, dst = fully_connected_edges(torch.tensor([2, 3]))
+    pairs = set(zip(src.tolist(), dst.tolist()))
+    assert pairs == {(i, j) for i in range(2) for j in range(2)} | {(i, j) for i in range(2, 5) for j in range(2, 5)}
+    assert src.tolist() == sorted(src.tolist())
+
+
+@pytest.mark.parametrize("task", ["csp", "gen"])
+def test_shapes_permutation_equivariance_and_translation_invariance(dataset, task):
+    torch.manual_seed(0)
+    model = CSPNet(ModelConfig(hidden=32, num_layers=2, num_freqs=8, task=task)).double()
+    batch = dataset.collate([0, 1, 2])
+    k, x, t, a = _inputs(batch, task)
+    out = model(batch, k, x, t, a)
+    N = x.shape[0]
+    assert out.pred_eps_k.shape == (3, 6) and out.pred_score_x.shape == (N, 3)
+    assert (out.pred_eps_a is None) == (task == "csp")
+
+    # a global fractional translation changes nothing
+    shifted = model(batch, k, (x + torch.tensor([0.31, 0.77, 0.05], dtype=torch.float64)) % 1.0, t, a)
+    torch.testing.assert_close(shifted.pred_score_x, out.pred_score_x)
+    torch.testing.assert_close(shifted.pred_eps_k, out.pred_eps_k)
+
+    # permuting the atoms within each crystal permutes the per-atom outputs
+    perm = torch.cat([torch.randperm(int(n), generator=torch.Generator().manual_seed(1)) + int(o)
+                      for n, o in zip(batch.num_atoms, torch.cumsum(batch.num_atoms, 0) - batch.num_atoms)])
+    batch_p = dataset.collate([0, 1, 2])
+    batch_p.batch_idx = batch.batch_idx[perm]
+    out_p = model(batch_p, k, x[perm], t, a[perm])
+    torch.testing.assert_close(out_p.pred_score_x, out.pred_score_x[perm])
+    torch.testing.assert_close(out_p.pred_eps_k, out.pred_eps_k)
+    if task == "gen":
+        torch.testing.assert_close(out_p.pred_eps_a, out.pred_eps_a[perm])
+
+    # crystals do not talk to each other: a crystal's outputs do not depend on its batch mates
+    alone = model(dataset.collate([1]), k[1:2], x[batch.batch_idx == 1], t[1:2], a[batch.batch_idx == 1])
+    torch.testing.assert_close(alone.pred_score_x, out.pred_score_x[batch.batch_idx == 1])
+
+
+def test_paper_parameter_counts():
+    assert sum(p.numel() for p in CSPNet(ModelConfig(task="csp")).parameters()) == 12_283_904
+    assert sum(p.numel() for p in CSPNet(ModelConfig(task="gen")).parameters()) == 12_335_716
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="task"):
+        ModelConfig(task="xyz")
+    with pytest.raises(ValueError, match="hidden"):
+        ModelConfig(hidden=0)
