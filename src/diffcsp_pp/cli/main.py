@@ -156,6 +156,8 @@ def cmd_train(args) -> int:
         "ema": False if args.no_ema else None,
     }
     if args.resume:
+        if not (Path(args.out) / "config.json").is_file():
+            raise FileNotFoundError(f"nothing to resume: {args.out} holds no run (no config.json)")
         cfg = load_run_config(args.out)
         extend = {k: v for k, v in overrides.items() if v is not None and k in ("max_epochs", "max_steps", "devices", "num_nodes", "accelerator", "num_threads")}
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **extend))

@@ -1,0 +1,105 @@
+"""Training: a tiny model overfits, kill -9 and --resume give identical weights, 2-process gloo DDP runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from diffcsp_pp.data.batch import CrystalDataset
+from diffcsp_pp.diffusion.process import DiffusionConfig, Schedules, diffusion_loss
+from diffcsp_pp.model import CSPNet, ModelConfig
+from diffcsp_pp.symmetry import analyze
+from tests.conftest import FIXTURES, load_fixture_structures
+
+TRAIN = FIXTURES / "perov_5_test.csv.gz"
+VAL = FIXTURES / "mp_20_pilot_train.csv.gz"
+
+
+def _cli(out: Path, cache: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "diffcsp_pp.cli.main", "train", "--train", str(TRAIN), "--val", str(VAL),
+        "--out", str(out), "--cache-dir", str(cache), "--hidden", "16", "--layers", "1", "--num-freqs", "4",
+        "--batch-size", "8", "--seed", "3", "--quiet", "--threads", "1", *extra,
+    ]
+
+
+@pytest.mark.parametrize("task", ["csp", "gen"])
+def test_tiny_model_overfits_a_handful_of_crystals(task):
+    """8 perovskites, a fixed noise level: the loss must fall at least 5x in 300 Adam steps."""
+    infos = [analyze(s, 0.01, structure_id=m) for m, s in load_fixture_structures("perov_5_test.csv.gz")[:8]]
+    batch = CrystalDataset(infos).collate(range(8))
+    torch.manual_seed(0)
+    model = CSPNet(ModelConfig(hidden=64, num_layers=2, num_freqs=16, task=task))
+    sched, cfg = Schedules(DiffusionConfig()), DiffusionConfig()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def loss_at(step):
+        # the same 4 noise draws cycle, so the model can memorise them
+        return diffusion_loss(model, sched, cfg, batch, torch.Generator().manual_seed(step % 4))["loss"]
+
+    with torch.no_grad():
+        start = sum(float(loss_at(i)) for i in range(4)) / 4
+    for step in range(300):
+        opt.zero_grad()
+        loss = loss_at(step)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        end = sum(float(loss_at(i)) for i in range(4)) / 4
+    assert end < start / 5, (start, end)
+
+
+def test_kill_and_resume_gives_identical_weights(tmp_path):
+    cache = tmp_path / "cache"
+    steps = ["--max-steps", "24", "--checkpoint-every", "4", "--val-every", "2"]
+    ref = subprocess.run(_cli(tmp_path / "ref", cache, *steps), capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(run, cache, *steps), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    last = run / "checkpoints" / "last.ckpt"
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    time.sleep(0.3)  # let it train a few more steps past the checkpoint
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    resumed = subprocess.run(_cli(run, cache, *steps, "--resume"), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = load_file(tmp_path / "ref" / "model.safetensors"), load_file(run / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # the training state itself (raw weights, optimiser) agrees too
+    ca = torch.load(tmp_path / "ref" / "checkpoints" / "last.ckpt", weights_only=True)
+    cb = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ca["global_step"] == cb["global_step"] == 24
+    for key, value in ca["state_dict"].items():
+        assert torch.equal(value, cb["state_dict"][key]), key
+
+
+def test_resume_errors(tmp_path):
+    res = subprocess.run(_cli(tmp_path / "none", tmp_path / "c", "--resume"), capture_output=True, text=True)
+    assert res.returncode == 2 and "nothing to resume" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_ddp_two_processes_gloo(tmp_path):
+    res = subprocess.run(
+        _cli(tmp_path / "ddp", tmp_path / "cache", "--max-steps", "3", "--devices", "2", "--accelerator", "cpu"),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "ddp" / "model.safetensors").is_file()
+    state = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 3
