@@ -31,7 +31,8 @@ class CrystalBatch:
         num_atoms: [B] long atoms per crystal.
         space_group: [B] long, 1-230.
         k: [B, 6] lattice coefficients.
-        edge_src, edge_dst: [E] long; all ordered pairs (i, j) within a crystal, grouped by i.
+        edge_src, edge_dst: [E] long; all ordered pairs (i, j) within a crystal, in the layout of
+            :func:`fully_connected_edges` (pairs i < j, the same reversed, self-loops).
     """
 
     frac_coords: torch.Tensor
@@ -62,14 +63,23 @@ class CrystalBatch:
 
 
 def fully_connected_edges(num_atoms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """All ordered pairs (i, j), self-loops included, within each crystal: ([E], [E]), E = Σ n²."""
+    """All ordered pairs (i, j), self-loops included, within each crystal: ([E], [E]), E = Σ n².
+
+    Order: the P unordered pairs as (i, j) with i < j, then the same P pairs reversed (j, i), then the
+    N self-loops (i, i). The denoiser uses this layout to evaluate the Fourier features, which are
+    odd (sin) or even (cos) in ``x_j - x_i``, on the P pairs only (METHOD §5; half the work).
+    """
     offsets = torch.cumsum(num_atoms, 0) - num_atoms  # [B]
     per_graph = num_atoms * num_atoms  # [B]
-    graph = torch.repeat_interleave(torch.arange(num_atoms.shape[0]), per_graph)  # [E]
+    graph = torch.repeat_interleave(torch.arange(num_atoms.shape[0]), per_graph)  # [Σn²]
     start = torch.repeat_interleave(torch.cumsum(per_graph, 0) - per_graph, per_graph)
-    local = torch.arange(int(per_graph.sum())) - start  # [E] position within its crystal's block
+    local = torch.arange(int(per_graph.sum())) - start  # position within its crystal's n x n block
     n = num_atoms[graph]
-    return local // n + offsets[graph], local % n + offsets[graph]
+    i, j = local // n, local % n
+    upper = i < j
+    src_u, dst_u = (i + offsets[graph])[upper], (j + offsets[graph])[upper]
+    diag = torch.arange(int(num_atoms.sum()))
+    return torch.cat([src_u, dst_u, diag]), torch.cat([dst_u, src_u, diag])
 
 
 class CrystalDataset(torch.utils.data.Dataset):
