@@ -107,5 +107,6 @@ def test_fast_layer_equals_the_papers_layer(dataset):
     diff = x[batch.edge_dst[:num_pairs]] - x[batch.edge_src[:num_pairs]]
     sin_p, cos_p = fourier_features(diff, 5).chunk(2, dim=-1)
     inv = (1.0 / batch.num_atoms.double())[batch.batch_idx][:, None]
-    got = layer(h, k, sin_p, cos_p, batch.edge_src, batch.edge_dst, batch.batch_idx, inv)
+    w_sin, w_cos = layer.fourier_weights(30)
+    got = layer(h, k, sin_p @ w_sin.t(), cos_p @ w_cos.t(), batch.edge_src, batch.edge_dst, batch.batch_idx, inv)
     torch.testing.assert_close(got, expected)

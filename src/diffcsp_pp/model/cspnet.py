@@ -90,19 +90,26 @@ class CSPLayer(nn.Module):
         self.hidden = hidden
         self.act = nn.SiLU()
 
-    def forward(self, h, k, sin_pairs, cos_pairs, edge_src, edge_dst, batch_idx, inv_count):
-        """h [N, H], k [B, 6], sin/cos_pairs [P, 3F] on the pairs i < j, edges [E = 2P + N],
-        batch_idx [N], inv_count [N, 1] = 1 / atoms of i's crystal."""
+    def fourier_weights(self, fourier_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sine and cosine blocks [H, 3F] of the first edge layer's weight."""
+        start = 2 * self.hidden + 6
+        w = self.edge_in.weight
+        return w[:, start : start + fourier_dim // 2], w[:, start + fourier_dim // 2 :]
+
+    def forward(self, h, k, odd, even, edge_src, edge_dst, batch_idx, inv_count):
+        """h [N, H], k [B, 6]; odd = sin·W_sinᵀ and even = cos·W_cosᵀ [P, H] on the pairs i < j;
+        edges [E = 2P + N] in the layout of ``fully_connected_edges``; batch_idx [N];
+        inv_count [N, 1] = 1 / atoms of i's crystal."""
         hn = self.norm(h)
         H = self.hidden
         w = self.edge_in.weight  # [H, 2H + 6 + 6F]
-        f3 = sin_pairs.shape[1]
-        w_sin, w_cos = w[:, 2 * H + 6 : 2 * H + 6 + f3], w[:, 2 * H + 6 + f3 :]
-        node_src = hn @ w[:, :H].t() + (k @ w[:, 2 * H : 2 * H + 6].t() + self.edge_in.bias)[batch_idx]  # [N, H]
-        node_dst = hn @ w[:, H : 2 * H].t()  # [N, H]
-        odd, even = sin_pairs @ w_sin.t(), cos_pairs @ w_cos.t()  # [P, H] each
-        fourier = torch.cat([even + odd, even - odd, w_cos.sum(1).expand(h.shape[0], H)])  # [E, H]
-        pre = fourier + node_src[edge_src] + node_dst[edge_dst]
+        # h_i and h_j blocks in one product: [N, 2H] = hn [W_i; W_j]ᵀ
+        node_src, node_dst = (hn @ w[:, : 2 * H].reshape(H, 2, H).transpose(0, 1).reshape(2 * H, H).t()).split(H, 1)
+        node_src = node_src + (k @ w[:, 2 * H : 2 * H + 6].t() + self.edge_in.bias)[batch_idx]  # [N, H]
+        w_cos_sum = self.fourier_weights(w.shape[1] - 2 * H - 6)[1].sum(1)  # cos(0) = 1 on self-loops
+        pre = torch.cat([even + odd, even - odd, w_cos_sum.expand(h.shape[0], H)])  # [E, H]
+        pre += node_src.index_select(0, edge_src)
+        pre += node_dst.index_select(0, edge_dst)
         msg = self.act(self.edge_out(self.act(pre)))  # [E, H]
         agg = torch.zeros_like(h).index_add_(0, edge_src, msg) * inv_count  # [N, H] mean over j
         return h + self.act(self.node_out(self.act(self.node_in(torch.cat([hn, agg], dim=-1)))))
@@ -149,8 +156,12 @@ class CSPNet(nn.Module):
             sin_pairs, cos_pairs = fourier_features(diff, self.config.num_freqs).to(dtype).chunk(2, dim=-1)
         k_in = k_t.to(dtype)
         inv_count = (1.0 / batch.num_atoms.to(dtype))[batch_idx][:, None]
-        for layer in self.layers:
-            h = layer(h, k_in, sin_pairs, cos_pairs, src, dst, batch_idx, inv_count)
+        # the Fourier blocks of all layers in two matrix products (one per parity)
+        blocks = [layer.fourier_weights(6 * self.config.num_freqs) for layer in self.layers]
+        odd_all = (sin_pairs @ torch.cat([b[0] for b in blocks]).t()).split(self.config.hidden, dim=1)
+        even_all = (cos_pairs @ torch.cat([b[1] for b in blocks]).t()).split(self.config.hidden, dim=1)
+        for layer, odd, even in zip(self.layers, odd_all, even_all):
+            h = layer(h, k_in, odd, even, src, dst, batch_idx, inv_count)
         h = self.final_norm(h)
         pooled = torch.zeros(batch.num_graphs, h.shape[1], dtype=h.dtype, device=h.device).index_add_(0, batch_idx, h)
         pooled = pooled / batch.num_atoms.to(h.dtype)[:, None]
