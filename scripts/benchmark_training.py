@@ -34,6 +34,10 @@ def _child(args) -> dict:
     torch.set_num_threads(args.threads)
     from pathlib import Path
 
+    from diffcsp_pp.allocator import tune_allocator
+
+    tuned = tune_allocator() if not args.default_allocator else False
+
     ds = load_dataset(args.files.split(","), None, Path(args.cache_dir), workers=2, progress=False)
     device = torch.device(args.device)
     model = CSPNet(ModelConfig(task=args.task, **PRESET_MODELS[args.preset])).to(device)
@@ -58,24 +62,29 @@ def _child(args) -> dict:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    start = time.perf_counter()
-    for i in range(args.warmup, args.warmup + args.steps):
-        step(i, batches[i])
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    wall = time.perf_counter() - start
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0
+    walls = []
+    for _ in range(args.repeats):  # the same batches each repeat; the median is reported
+        start = time.perf_counter()
+        for i in range(args.warmup, args.warmup + args.steps):
+            step(i, batches[i])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        walls.append(time.perf_counter() - start)
+    wall = sorted(walls)[len(walls) // 2]
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / args.repeats
     timed = batches[args.warmup:]
     return {
         "preset": args.preset, "task": args.task, "dataset": args.name, "batch": args.batch,
         "params": sum(p.numel() for p in model.parameters()),
+        "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
         "s_per_step": round(wall / args.steps, 4),
+        "s_per_step_repeats": [round(w / args.steps, 4) for w in walls],
         "crystals_per_s": round(sum(b.num_graphs for b in timed) / wall, 1),
         "mean_edges_per_batch": int(np.mean([b.edge_src.numel() for b in timed])),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None,
         "minor_page_faults_per_step": int(faults / args.steps),
-        "precision": args.precision, "threads": args.threads, "device": args.device,
+        "precision": args.precision, "threads": args.threads, "device": args.device, "tuned_allocator": tuned,
     }
 
 
@@ -87,11 +96,13 @@ def main() -> int:
     parser.add_argument("--task", default="csp")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/diffcsp_pp/preprocessed"))
     parser.add_argument("--json", default=None)
+    parser.add_argument("--default-allocator", action="store_true", help="do not call tune_allocator()")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
     parser.add_argument("--files", help=argparse.SUPPRESS)
@@ -108,9 +119,9 @@ def main() -> int:
         for spec in args.data:
             name, files = spec.split("=", 1)
             cmd = [sys.executable, __file__, "--child", "--name", name, "--files", files, "--preset", preset,
-                   "--data", spec, "--task", args.task, "--steps", str(args.steps), "--warmup", str(args.warmup),
+                   "--data", spec, "--task", args.task, "--steps", str(args.steps), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
                    "--threads", str(args.threads), "--device", args.device, "--precision", args.precision,
-                   "--cache-dir", args.cache_dir]
+                   "--cache-dir", args.cache_dir] + (["--default-allocator"] if args.default_allocator else [])
             cmd += ["--child-batch", batches.get(name, "64")]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode != 0:

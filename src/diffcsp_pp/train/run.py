@@ -112,7 +112,10 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, prog
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    from ..allocator import tune_allocator
     from .module import CrystalDataModule, DiffCSPModule
+
+    tune_allocator()
 
     run_dir = Path(run_dir)
     ckpt = run_dir / "checkpoints" / "last.ckpt"
