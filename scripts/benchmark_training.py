@@ -40,7 +40,12 @@ def _child(args) -> dict:
 
     ds = load_dataset(args.files.split(","), None, Path(args.cache_dir), workers=2, progress=False)
     device = torch.device(args.device)
-    model = CSPNet(ModelConfig(task=args.task, **PRESET_MODELS[args.preset])).to(device)
+    if args.preset in PRESET_MODELS:
+        shape = PRESET_MODELS[args.preset]
+    else:  # "HxL", e.g. "256x4": hidden size x layers, the rest as the small preset
+        hidden, layers = (int(v) for v in args.preset.split("x"))
+        shape = {**PRESET_MODELS["small"], "hidden": hidden, "num_layers": layers}
+    model = CSPNet(ModelConfig(task=args.task, **shape)).to(device)
     sched = Schedules(DiffusionConfig()).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(0)
@@ -92,7 +97,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", action="append", required=True, help="NAME=PATH[,PATH...]")
     parser.add_argument("--batch", action="append", default=[], help="NAME=BATCH")
-    parser.add_argument("--preset", action="append", default=None)
+    parser.add_argument("--preset", action="append", default=None, help="small, paper or HxL (e.g. 256x4)")
     parser.add_argument("--task", default="csp")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)

@@ -24,12 +24,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..model.cspnet import NUM_ELEMENTS
 from ..symmetry.families import project_k
 from ..symmetry.wyckoff import expand_orbits, orbit_mean, project_noise, pull_back, push_forward
 from .schedules import DDPMSchedule, geometric_sigmas
 from .wrapped_normal import neg_wrapped_normal_score, score_normaliser
-
-NUM_ELEMENTS = 100
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from ..data.batch import CrystalDataset, EpochBatchSampler
 from ..diffusion.process import DiffusionConfig, Schedules, diffusion_loss
@@ -20,6 +20,19 @@ from ..model.cspnet import CSPNet, ModelConfig
 from .config import TrainConfig
 
 _VAL_SALT = 1_000_003
+
+
+def ema_update_fn(decay: float):
+    """EMA with a warm-up: the decay used at update n is ``min(decay, (1 + n) / (10 + n))``, so early
+    averages are not dominated by the random initial weights."""
+
+    @torch.no_grad()
+    def update(ema_params, params, num_averaged):
+        n = float(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+
+    return update
 
 
 def step_generator(seed: int, step: int, rank: int, device) -> torch.Generator:
@@ -44,9 +57,7 @@ class DiffCSPModule(L.LightningModule):
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
         self.ema = None
         if self.train_config.ema:
-            self.ema = AveragedModel(
-                self.model, multi_avg_fn=get_ema_multi_avg_fn(self.train_config.ema_decay), use_buffers=True
-            )
+            self.ema = AveragedModel(self.model, multi_avg_fn=ema_update_fn(self.train_config.ema_decay), use_buffers=True)
             self.ema.requires_grad_(False)
 
     @property

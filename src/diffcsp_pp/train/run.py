@@ -116,6 +116,11 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, prog
     from .module import CrystalDataModule, DiffCSPModule
 
     tune_allocator()
+    if not progress:  # --quiet: keep Lightning's banners and tips out of the output
+        import logging
+
+        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
     run_dir = Path(run_dir)
     ckpt = run_dir / "checkpoints" / "last.ckpt"
@@ -158,12 +163,13 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, prog
         enable_progress_bar=progress,
         enable_model_summary=False,
         use_distributed_sampler=False,
-        log_every_n_steps=min(50, tc.checkpoint_every),
+        log_every_n_steps=max(1, min(50, tc.checkpoint_every, len(train_set) // (tc.batch_size * devices * tc.num_nodes) or 1)),
         num_sanity_val_steps=0,
         plugins=[_atomic_checkpoint_io()],
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
         trainer.fit(module, datamodule=CrystalDataModule(train_set, val_set, tc),
                     ckpt_path=str(ckpt) if resume else None, weights_only=True)
     return run_dir / WEIGHTS_NAME
