@@ -183,6 +183,66 @@ def cmd_train(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------- evaluate
+def _read_predictions(path: Path) -> dict:
+    """material_id -> list of Structures, from a CSV (material_id, cif) or a folder of CIFs named
+    ``<material_id>.cif`` or ``<material_id>__<k>.cif``."""
+    from ..data.sources import is_csv, parse_cif, read_crystals
+
+    preds: dict[str, list] = {}
+    if path.is_dir():
+        files = sorted(path.glob("*.cif"))
+        if not files:
+            raise FileNotFoundError(f"{path} contains no .cif files")
+        for f in files:
+            mid = f.stem.split("__")[0]
+            preds.setdefault(mid, []).append(parse_cif(f.read_text(errors="replace")))
+        return preds
+    if not is_csv(path):
+        raise ValueError(f"--pred must be a folder of CIFs or a CSV with material_id and cif columns: {path}")
+    for raw in read_crystals(path):
+        try:
+            preds.setdefault(raw.material_id, []).append(parse_cif(raw.cif))
+        except Exception:  # noqa: BLE001 - an unreadable prediction is a miss for its row
+            preds.setdefault(raw.material_id, [])
+    return preds
+
+
+def cmd_evaluate(args) -> int:
+    import csv
+
+    from ..data.sources import parse_cif, read_crystals
+    from ..evaluate.csp import evaluate_csp, rows_as_dicts
+
+    pred_path, ref_path = Path(args.pred), Path(args.ref)
+    for p in (pred_path, ref_path):
+        if not p.exists():
+            raise FileNotFoundError(f"no such file or folder: {p}")
+    refs = [(raw.material_id, parse_cif(raw.cif)) for raw in read_crystals(ref_path)]
+    preds = _read_predictions(pred_path)
+    unknown = set(preds) - {mid for mid, _ in refs}
+    if preds and len(unknown) == len(preds):
+        raise ValueError(f"no prediction id matches a material_id of {ref_path} (e.g. {sorted(unknown)[:3]})")
+    metrics, rows = evaluate_csp(refs, preds, workers=args.workers, fingerprint=not args.no_fingerprint,
+                                 progress=not args.quiet)
+    metrics["inputs"] = {"pred": str(pred_path), "ref": str(ref_path)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(metrics, indent=1))
+    rows_path = out.with_suffix(".rows.csv")
+    with open(rows_path, "w", newline="") as fh:
+        table = rows_as_dicts(rows)
+        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    c = metrics["counts"]
+    rmse = "n/a" if metrics["rmse"] is None else f"{metrics['rmse']:.4f}"
+    print(f"match rate {100 * metrics['match_rate']:.2f} % ({c['matched']}/{c['rows']}), RMSE {rmse}; "
+          f"ungated {100 * metrics['match_rate_ungated']:.2f} %")
+    print(f"metrics {out}\nrows    {rows_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
@@ -240,6 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive_int, default=1, help="preprocessing processes")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics of predicted structures")
+    ev = p.add_subparsers(dest="kind", required=True)
+    q = ev.add_parser("csp", help="match rate and RMSE against reference structures (paper protocol)")
+    q.add_argument("--pred", required=True, help="folder of <material_id>[__k].cif or CSV (material_id, cif)")
+    q.add_argument("--ref", required=True, help="reference CSV (material_id, cif), e.g. a test split")
+    q.add_argument("--out", required=True, help="metrics.json (per-row CSV written beside it)")
+    q.add_argument("--workers", type=_positive_int, default=1)
+    q.add_argument("--no-fingerprint", action="store_true", help="leave the CrystalNN fingerprint out of the validity gate")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("datasets", help="list the benchmark files the registry knows, or verify local copies")
     p.add_argument("--verify", metavar="DIR", help="check DIR/<dataset>/<split>.csv[.gz] against the checksums")

@@ -1,0 +1,1 @@
+"""Evaluation: validity checks and the CSP metrics of the paper (METHOD §7)."""
