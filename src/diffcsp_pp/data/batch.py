@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from ..symmetry.analyze import SymmetryInfo
+from ..symmetry.templates import SymmetryTemplate
 
 
 @dataclass
@@ -83,21 +83,23 @@ def fully_connected_edges(num_atoms: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 class CrystalDataset(torch.utils.data.Dataset):
-    """Crystals as concatenated arrays; ``dataset[i]`` is the crystal index i (collated later)."""
+    """Crystals (SymmetryInfo) or templates (SymmetryTemplate) as concatenated arrays;
+    ``dataset[i]`` is the crystal index i (collated later)."""
 
-    def __init__(self, infos: Sequence[SymmetryInfo], dtype: torch.dtype = torch.float32):
+    def __init__(self, infos: Sequence[SymmetryTemplate], dtype: torch.dtype = torch.float32):
         if len(infos) == 0:
             raise ValueError("a dataset needs at least one crystal")
         self.num_atoms = np.array([i.num_atoms for i in infos], dtype=np.int64)
         self.atom_offsets = np.concatenate([[0], np.cumsum(self.num_atoms)])
         self.space_group = np.array([i.space_group for i in infos], dtype=np.int64)
-        self.k = np.stack([i.k for i in infos]).astype(np.float64)
-        self.frac_coords = np.concatenate([i.frac_coords for i in infos])
+        # templates (no structure yet) carry no k / coordinates: zeros, to be replaced by the prior
+        self.k = np.stack([getattr(i, "k", np.zeros(6)) for i in infos]).astype(np.float64)
+        self.frac_coords = np.concatenate([getattr(i, "frac_coords", np.zeros((i.num_atoms, 3))) for i in infos])
         self.atom_types = np.concatenate([i.atom_types for i in infos]).astype(np.int64)
         self.wyckoff_ops = np.concatenate([i.wyckoff_ops for i in infos])
         self.rot_pinv = np.linalg.pinv(self.wyckoff_ops[:, :3, :3])
         self.anchor_local = np.concatenate([i.anchor_idx for i in infos]).astype(np.int64)
-        self.ids = [i.structure_id for i in infos]
+        self.ids = [getattr(i, "structure_id", None) for i in infos]
         self.dtype = dtype
 
     def __len__(self) -> int:
