@@ -98,12 +98,16 @@ class DiffCSPModule(L.LightningModule):
                 return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_epochs, eta_min=1e-5)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        # Stepped after each validation (every val_every_epochs epochs); the patience is given in epochs,
+        # as in the official code, where the scheduler saw a stale validation loss every epoch.
+        patience = max(1, -(-cfg.plateau_patience // cfg.val_every_epochs))
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr
+            opt, mode="min", factor=cfg.plateau_factor, patience=patience, min_lr=cfg.min_lr
         )
         return {
             "optimizer": opt,
-            "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch", "strict": False},
+            "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch",
+                             "frequency": cfg.val_every_epochs, "strict": False},
         }
 
 

@@ -1,0 +1,71 @@
+"""Wyckoff enumeration against hand-worked cases and against brute force."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+import pytest
+
+from diffcsp_pp.symmetry import build_template, wyckoff_positions
+from diffcsp_pp.symmetry.enumerate import formula_unit_multiples, parse_formula, wyckoff_assignments
+
+
+def test_parse_formula():
+    assert parse_formula("SrTiO3") == {"Sr": 1, "Ti": 1, "O": 3}
+    assert parse_formula("Sr2Ti2O6") == {"Sr": 2, "Ti": 2, "O": 6}
+    assert parse_formula("C") == {"C": 1}
+    for bad, msg in [("srtio3", "malformed"), ("SrTi(O3)", "malformed"), ("Xx2O", "unknown element"), ("", "malformed"),
+                     ("Sr0O", "must be >= 1"), ("SrTiO3.5", "malformed")]:
+        with pytest.raises(ValueError, match=msg):
+            parse_formula(bad)
+
+
+def test_perovskite_in_pm3m():
+    found = wyckoff_assignments(221, {"Sr": 1, "Ti": 1, "O": 3})
+    as_sets = {tuple(sorted(a)) for a in found}
+    assert (("O", "3c"), ("Sr", "1a"), ("Ti", "1b")) in as_sets
+    assert (("O", "3d"), ("Sr", "1b"), ("Ti", "1a")) in as_sets
+    dof = {w.label: w.dof for w in wyckoff_positions(221)}
+    for a in found:  # fixed positions at most once, and every assignment builds
+        fixed = [lab for _, lab in a if dof[lab] == 0]
+        assert len(fixed) == len(set(fixed))
+        assert build_template(221, a).num_atoms == 5
+
+
+def _brute_force(sg, composition):
+    """Every way to give each element a multiset of positions (bounded), filtered by the rules."""
+    wps = wyckoff_positions(sg)
+    per_el = {}
+    for el, n in composition.items():
+        options = set()
+        for k in range(1, n + 1):
+            for combo in itertools.combinations_with_replacement(range(len(wps)), k):
+                if sum(wps[i].multiplicity for i in combo) == n:
+                    options.add(combo)
+        per_el[el] = sorted(options)
+    out = set()
+    for choice in itertools.product(*per_el.values()):
+        fixed = Counter(i for combo in choice for i in combo if wps[i].dof == 0)
+        if all(v == 1 for v in fixed.values()):
+            out.add(tuple((el, tuple(sorted(wps[i].label for i in combo))) for el, combo in zip(composition, choice)))
+    return out
+
+
+@pytest.mark.parametrize("sg, comp", [(221, {"Sr": 1, "Ti": 1, "O": 3}), (62, {"Ca": 4, "Ti": 4, "O": 12}),
+                                      (14, {"Si": 4, "O": 8}), (194, {"C": 4}), (166, {"Li": 3, "Co": 3, "O": 6}),
+                                      (225, {"Na": 4, "Cl": 4})])
+def test_matches_brute_force(sg, comp):
+    ours = {tuple((el, tuple(sorted(lab for e, lab in a if e == el))) for el in comp) for a in wyckoff_assignments(sg, comp)}
+    assert ours == _brute_force(sg, comp)
+
+
+def test_formula_unit_multiples():
+    assert formula_unit_multiples(221, {"Sr": 1, "Ti": 1, "O": 3}, max_atoms=10) == [1]
+    # NaCl in Fm-3m: the smallest orbits have 4 atoms, so Z must be a multiple of 4
+    assert formula_unit_multiples(225, {"Na": 1, "Cl": 1}, max_atoms=20) == [4, 8]
+    assert wyckoff_assignments(225, {"Na": 1, "Cl": 1}) == []
+    with pytest.raises(ValueError, match="count"):
+        wyckoff_assignments(221, {"Na": 0})
+    with pytest.raises(ValueError, match="space group"):
+        wyckoff_assignments(0, {"Na": 1})
