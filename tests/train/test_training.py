@@ -103,3 +103,19 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert (tmp_path / "ddp" / "model.safetensors").is_file()
     state = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["global_step"] == 3
+
+
+def test_init_from_weights(tmp_path):
+    cache = tmp_path / "cache"
+    first = subprocess.run(_cli(tmp_path / "a", cache, "--max-steps", "2"), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = subprocess.run(_cli(tmp_path / "b", cache, "--max-steps", "1", "--lr", "1e-12", "--init-from", str(tmp_path / "a")),
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    # one step at lr 1e-12 from a's weights: b ends where a ended
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
+    bad = subprocess.run(_cli(tmp_path / "c", cache, "--max-steps", "1", "--init-from", str(tmp_path / "nope")),
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "no weights to start from" in bad.stderr

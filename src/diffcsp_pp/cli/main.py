@@ -176,7 +176,8 @@ def cmd_train(args) -> int:
         cfg = RunConfig(task=args.task, preset=args.preset, dataset=dataset,
                         train_files=[str(Path(f).resolve()) for f in args.train],
                         val_files=[str(Path(f).resolve()) for f in args.val],
-                        symprec=args.symprec, model=model, train=train_cfg)
+                        symprec=args.symprec, model=model, train=train_cfg,
+                        init_from=str(Path(args.init_from).resolve()) if args.init_from else None)
     weights = train(cfg, args.out, resume=args.resume, progress=not args.quiet,
                     cache_dir=args.cache_dir, workers=args.workers)
     print(f"weights {weights}")
@@ -277,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=["paper", "small"], default="small", help="model size and schedule")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--init-from", metavar="WEIGHTS", help="start from these weights (model.safetensors or a run dir)")
     p.add_argument("--hidden", type=_positive_int, help="override the preset's hidden size")
     p.add_argument("--layers", type=_positive_int, help="override the preset's number of layers")
     p.add_argument("--num-freqs", type=_positive_int, help="override the preset's Fourier frequencies")

@@ -78,6 +78,7 @@ class RunConfig:
     model: ModelConfig
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    init_from: str | None = None  # weights (model.safetensors or a run directory) to start from
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -89,6 +90,7 @@ class RunConfig:
             task=d["task"], preset=d["preset"], dataset=d.get("dataset"),
             train_files=list(d["train_files"]), val_files=list(d["val_files"]), symprec=d.get("symprec"),
             model=ModelConfig(**d["model"]), diffusion=DiffusionConfig(**d["diffusion"]), train=TrainConfig(**d["train"]),
+            init_from=d.get("init_from"),
         )
 
 

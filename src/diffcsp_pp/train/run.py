@@ -144,6 +144,8 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, prog
 
     L.seed_everything(tc.seed, workers=True, verbose=False)
     module = DiffCSPModule(cfg.model.to_dict(), cfg.diffusion.to_dict(), tc.__dict__.copy())
+    if cfg.init_from and not resume:
+        _init_weights(module, Path(cfg.init_from))
     strategy = "ddp" if devices > 1 or tc.num_nodes > 1 else "auto"
     precision = {"32": "32-true", "bf16": "bf16-mixed"}.get(tc.precision, tc.precision)
     trainer = L.Trainer(
@@ -173,6 +175,21 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, prog
         trainer.fit(module, datamodule=CrystalDataModule(train_set, val_set, tc),
                     ckpt_path=str(ckpt) if resume else None, weights_only=True)
     return run_dir / WEIGHTS_NAME
+
+
+def _init_weights(module, path: Path) -> None:
+    """Start from saved weights (fine-tuning, or continuing a model across machines); the EMA starts
+    from them too (its first update copies the model)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = path / WEIGHTS_NAME if path.is_dir() else path
+    if not weights.is_file():
+        raise FileNotFoundError(f"no weights to start from at {weights}")
+    try:
+        module.model.load_state_dict(load_file(weights))
+    except (RuntimeError, SafetensorError, OSError) as err:
+        raise DataError(f"cannot start from {weights}: {err}") from None
 
 
 def load_run_config(run_dir: str | os.PathLike) -> RunConfig:
