@@ -5,10 +5,19 @@ from __future__ import annotations
 from .errors import ChecksumError, DataError, SymmetryError
 from .symmetry import SymmetryInfo, SymmetryTemplate, analyze, build_template
 
+
+def __getattr__(name):  # the model API imports torch: load it only when asked for
+    if name == "DiffCSPPP":
+        from .api import DiffCSPPP
+
+        return DiffCSPPP
+    raise AttributeError(name)
+
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "DiffCSPPP",
     "analyze",
     "build_template",
     "SymmetryInfo",

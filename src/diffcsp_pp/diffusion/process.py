@@ -20,6 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -46,18 +49,26 @@ class DiffusionConfig:
         return asdict(self)
 
 
+@lru_cache(maxsize=8)
+def _schedule_arrays(timesteps: int, sigma_begin: float, sigma_end: float) -> tuple:
+    """The schedules as read-only numpy arrays (λ by quadrature takes a second: computed once)."""
+    ddpm = DDPMSchedule.cosine(timesteps)
+    sigmas = geometric_sigmas(timesteps, sigma_begin, sigma_end)
+    arrays = (ddpm.betas, ddpm.alphas, ddpm.alpha_bars, ddpm.posterior_std, sigmas, score_normaliser(sigmas))
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
+
+
 class Schedules(nn.Module):
     """Schedule tensors [T + 1] as (deterministic) buffers, so they follow the model's device."""
 
     def __init__(self, config: DiffusionConfig):
         super().__init__()
-        ddpm = DDPMSchedule.cosine(config.timesteps)
-        sigmas = geometric_sigmas(config.timesteps, config.sigma_begin, config.sigma_end)
-        for name, value in (
-            ("betas", ddpm.betas), ("alphas", ddpm.alphas), ("alpha_bars", ddpm.alpha_bars),
-            ("posterior_std", ddpm.posterior_std), ("sigmas", sigmas), ("lambdas", score_normaliser(sigmas)),
-        ):
-            self.register_buffer(name, torch.tensor(value, dtype=torch.float64), persistent=False)
+        arrays = _schedule_arrays(config.timesteps, config.sigma_begin, config.sigma_end)
+        names = ("betas", "alphas", "alpha_bars", "posterior_std", "sigmas", "lambdas")
+        for name, value in zip(names, arrays, strict=True):
+            self.register_buffer(name, torch.tensor(np.array(value), dtype=torch.float64), persistent=False)
         self.timesteps = config.timesteps
 
 

@@ -38,8 +38,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def load_dataset(files: list[str], symprec: float | None, cache_dir: Path, workers: int, progress: bool) -> CrystalDataset:
-    """Preprocess (cached) and concatenate files, dropping repeated material ids."""
+def load_infos(files: list[str], symprec: float | None, cache_dir: Path, workers: int, progress: bool):
+    """Preprocess (cached) and concatenate files, dropping repeated material ids: list[SymmetryInfo]."""
     infos, seen = [], set()
     for f in files:
         res = preprocess(f, cache_dir, PreprocessConfig(symprec=symprec), workers=workers, progress=progress)
@@ -50,7 +50,21 @@ def load_dataset(files: list[str], symprec: float | None, cache_dir: Path, worke
             infos.append(info)
     if not infos:
         raise DataError(f"no crystal could be analysed in {', '.join(files)}")
-    return CrystalDataset(infos)
+    return infos
+
+
+def load_dataset(files: list[str], symprec: float | None, cache_dir: Path, workers: int, progress: bool) -> CrystalDataset:
+    """:func:`load_infos` as a CrystalDataset."""
+    return CrystalDataset(load_infos(files, symprec, cache_dir, workers, progress))
+
+
+def template_stats(infos) -> dict[str, int]:
+    """How often each template pattern (space group + multiset of Wyckoff labels) occurs."""
+    from collections import Counter
+
+    from ..api import pattern_key
+
+    return dict(Counter(pattern_key(i.space_group, i.wyckoff_letters) for i in infos).most_common())
 
 
 def export_weights(module, run_dir: Path) -> None:
@@ -139,7 +153,10 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, prog
     elif devices > 1 and (tc.accelerator == "cpu" or not torch.cuda.is_available()):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices))
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "preprocessed"
-    train_set = load_dataset(cfg.train_files, cfg.symprec, cache, workers, progress)
+    train_infos = load_infos(cfg.train_files, cfg.symprec, cache, workers, progress)
+    if _is_rank_zero():  # the pattern frequencies the prediction API ranks Wyckoff assignments by
+        _write_atomic(run_dir / "template_stats.json", json.dumps(template_stats(train_infos)).encode())
+    train_set = CrystalDataset(train_infos)
     val_set = load_dataset(cfg.val_files, cfg.symprec, cache, workers, progress)
 
     L.seed_everything(tc.seed, workers=True, verbose=False)
