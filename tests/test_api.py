@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
+import diffcsp_pp
 from diffcsp_pp import DiffCSPPP
 from diffcsp_pp.api import parse_wyckoff
 from diffcsp_pp.diffusion.process import DiffusionConfig
@@ -45,6 +47,7 @@ def _load(path):
 
 
 def _run(tmp_path, task="csp", stats=None):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     mc = ModelConfig(hidden=16, num_layers=1, num_freqs=4, task=task)
     cfg = RunConfig(task=task, preset="small", dataset="perov_5", train_files=[], val_files=[], symprec=0.01,
@@ -102,8 +105,12 @@ def test_bad_inputs(tmp_path, kwargs, message):
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no model"):
         DiffCSPPP.load(tmp_path / "missing")
-    with pytest.raises(FileNotFoundError, match="not part of this release"):
-        DiffCSPPP.load("perov5-csp") if not (tmp_path / "perov5-csp").exists() else None
+    from diffcsp_pp.api import BUNDLED
+
+    missing = [n for n in BUNDLED if not (Path(diffcsp_pp.__file__).parent / "pretrained" / n / "model.safetensors").exists()]
+    for name in missing:
+        with pytest.raises(FileNotFoundError, match="not part of this release"):
+            DiffCSPPP.load(name)
     gen = DiffCSPPP.load(_run(tmp_path, task="gen"))
     with pytest.raises(ValueError, match="generation model"):
         gen.predict("SrTiO3", space_group=221)

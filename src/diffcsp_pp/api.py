@@ -87,7 +87,7 @@ class DiffCSPPP:
             if str(name) not in BUNDLED:
                 raise FileNotFoundError(f"no model at {name!r}: not a run directory, and bundled models are {', '.join(BUNDLED)}")
             path = Path(__file__).parent / "pretrained" / BUNDLED[str(name)]
-            if not path.is_dir():
+            if not (path / "model.safetensors").is_file():
                 raise FileNotFoundError(f"the bundled model {name!r} is not part of this release yet; pass a run directory")
         model, cfg = load_run(path, device=device)
         return cls(model, cfg, path, device)

@@ -102,11 +102,16 @@ def evaluate_csp(references, predictions, workers: int = 1, fingerprint: bool = 
     n = len(results)
     gated = [r.best_rms_gated for r in results if r.best_rms_gated is not None]
     ungated = [r.best_rms for r in results if r.best_rms is not None]
+    predicted = [r for r in results if r.num_predictions > 0]
     metrics = {
         "match_rate": len(gated) / n,
         "rmse": float(np.mean(gated)) if gated else None,
         "match_rate_ungated": len(ungated) / n,
         "rmse_ungated": float(np.mean(ungated)) if ungated else None,
+        # the same gated match rate over the rows that have predictions (e.g. a --limit run)
+        "match_rate_over_predicted_rows": (
+            sum(r.best_rms_gated is not None for r in predicted) / len(predicted) if predicted else None
+        ),
         "counts": {
             "rows": n,
             "rows_with_predictions": sum(r.num_predictions > 0 for r in results),

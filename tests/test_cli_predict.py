@@ -1,0 +1,69 @@
+"""predict CLI: files written incrementally, manifest, rerun skips finished work, clean errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import FIXTURES
+from tests.test_api import _run
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "diffcsp_pp.cli.main", *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def test_predict_formula_and_csv(tmp_path):
+    run = _run(tmp_path / "run")
+    out = tmp_path / "out"
+    res = cli("predict", "--formula", "SrTiO3", "--space-group", "221", "-n", "2", "--model", run, "--steps", "3",
+              "--seed", "1", "--out", out, "--quiet")
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["count"] == 2 and manifest["inputs"]["formula"] == "SrTiO3"
+    assert {e["name"] for e in manifest["entries"]} == {"SrTiO3_sg221_0", "SrTiO3_sg221_1"}
+    assert all((out / e["file"]).is_file() for e in manifest["entries"])
+    assert (out / "structures.extxyz").read_text().count("Lattice=") == 2
+    again = cli("predict", "--formula", "SrTiO3", "--space-group", "221", "-n", "2", "--model", run, "--steps", "3",
+                "--seed", "1", "--out", out, "--quiet")
+    assert again.returncode == 0 and "already" in again.stdout
+    other = cli("predict", "--formula", "SrTiO3", "--space-group", "221", "-n", "3", "--model", run, "--out", out)
+    assert other.returncode == 2 and "other arguments" in other.stderr
+
+    out2 = tmp_path / "bench"
+    res = cli("predict", "--csv", FIXTURES / "perov_5_test.csv.gz", "--limit", "6", "--batch-size", "4", "--model", run,
+              "--steps", "3", "--out", out2, "--quiet")
+    assert res.returncode == 0, res.stderr
+    entries = json.loads((out2 / "manifest.json").read_text())["entries"]
+    assert len(entries) == 6 and all(e["wyckoff"] for e in entries)
+    (out2 / entries[0]["file"]).unlink()  # lose one result: the rerun makes only that one again
+    res = cli("predict", "--csv", FIXTURES / "perov_5_test.csv.gz", "--limit", "6", "--batch-size", "4", "--model", run,
+              "--steps", "3", "--out", out2, "--quiet")
+    assert res.returncode == 0 and json.loads((out2 / "manifest.json").read_text())["count"] == 6
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--formula", "SrTiO3", "--space-group", "999"], "space group"),
+        (["--formula", "Xx3", "--space-group", "221"], "unknown element"),
+        (["--formula", "SrTiO3", "--space-group", "221", "--wyckoff", "Sr:1a Ti:1a O:3c"], "only one orbit"),
+        (["--formula", "SrTiO3"], "--space-group is required"),
+        (["--formula", "SrTiO3", "--space-group", "221", "-n", "0"], "must be >= 1"),
+        (["--csv", "missing.csv"], "no such file"),
+        ([], "either --formula"),
+    ],
+)
+def test_predict_bad_input(tmp_path, args, message):
+    run = _run(tmp_path / "run")
+    res = cli("predict", *args, "--model", run, "--out", tmp_path / "o", "--steps", "2")
+    assert res.returncode == 2, res.stdout
+    assert message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_predict_bad_model(tmp_path):
+    res = cli("predict", "--formula", "SrTiO3", "--space-group", "221", "--model", tmp_path / "nope", "--out", tmp_path / "o")
+    assert res.returncode == 2 and "no model" in res.stderr
