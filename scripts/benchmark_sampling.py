@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Sampling throughput: seconds per network evaluation (NFE) and structures/s for one batch of
+test templates, like the official sampler's anchor (100 crystals, one batch).
+
+Usage: python scripts/benchmark_sampling.py --model RUN_DIR --csv TEST.csv.gz [--count 100] [--steps 50]
+The sampler runs ``--steps`` predictor-corrector steps (2 NFE each) over one batch; the time per NFE
+does not depend on the step count, so the 1998-NFE time is 999 x the per-step time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--csv", required=True)
+    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--default-allocator", action="store_true")
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+
+    from diffcsp_pp.allocator import tune_allocator
+    from diffcsp_pp.data.preprocess import PreprocessConfig, preprocess
+    from diffcsp_pp.data.registry import default_cache_dir
+    from diffcsp_pp.data.store import load_records
+    from diffcsp_pp.sample import load_run, sample_structures
+
+    tuned = False if args.default_allocator else tune_allocator()
+    torch.set_num_threads(args.threads)
+    model, cfg = load_run(args.model)
+    res = preprocess(args.csv, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=cfg.symprec), progress=False)
+    infos = load_records(res.output)[: args.count]
+    steps = sorted({int(v) for v in np.linspace(1, cfg.diffusion.timesteps - 1, args.steps)}, reverse=True)
+    sample_structures(model, cfg.diffusion, infos[:4], seed=0, step_lr=1e-5, timesteps=steps[-3:], max_edges=10**9)  # warm-up
+    faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    start = time.perf_counter()
+    sample_structures(model, cfg.diffusion, infos, seed=0, step_lr=1e-5, timesteps=steps, max_edges=10**9)
+    wall = time.perf_counter() - start
+    nfe = 2 * len(steps)
+    row = {
+        "model": args.model, "csv": args.csv, "crystals": len(infos), "params": sum(p.numel() for p in model.parameters()),
+        "atoms": int(sum(i.num_atoms for i in infos)), "edges": int(sum(i.num_atoms**2 for i in infos)),
+        "nfe": nfe, "s_per_nfe": round(wall / nfe, 4), "s_for_1998_nfe": round(wall / nfe * 1998, 1),
+        "structures_per_s_at_1998_nfe": round(len(infos) / (wall / nfe * 1998), 3),
+        "page_faults_per_nfe": int((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / nfe),
+        "tuned_allocator": tuned, "threads": args.threads, "machine": platform.machine(),
+    }
+    print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
