@@ -11,9 +11,10 @@ Rules (documented choices):
   formula units Z for which the space group admits a Wyckoff assignment (up to ``MAX_ATOMS`` atoms).
 - **Wyckoff assignment.** Given explicitly (``"Sr:1a Ti:1b O:3c"`` or ``[("Sr", "1a"), ...]``) it
   must add up to the formula (times Z for a reduced formula). Otherwise all assignments are
-  enumerated and ranked by how often their pattern (space group + multiset of Wyckoff labels)
-  occurs in the model's training data (``template_stats.json`` of the run), then by fewer orbits,
-  then by enumeration order; ``n`` predictions cycle over the top assignments, best first.
+  enumerated and ranked by how often, in the model's training data (``template_stats.json`` of the
+  run), the same elements sat on the same Wyckoff positions of the group, then how often the
+  pattern of positions alone occurred, then by fewer orbits, then by enumeration order; ``n``
+  predictions cycle over the top assignments, best first.
 - Every output is checked with spglib (1e-3 Å) and carries, in ``structure.properties``, the space
   group requested and detected, the Wyckoff assignment, Z and the seed.
 """
@@ -63,9 +64,12 @@ def parse_wyckoff(wyckoff) -> list[tuple[str, str]]:
         raise ValueError(f"Wyckoff assignment must be a string like 'Sr:1a Ti:1b' or (element, letter) pairs, got {wyckoff!r}") from None
 
 
-def pattern_key(space_group: int, labels: Sequence[str]) -> str:
-    """Key of a template pattern: ``"221:1a,1b,3c"`` (labels sorted)."""
-    return f"{space_group}:{','.join(sorted(labels))}"
+def pattern_key(space_group: int, labels: Sequence[str], species: Sequence[str] | None = None) -> str:
+    """Key of a template pattern: ``"221:1a,1b,3c"`` (labels sorted) or, with species,
+    ``"221:O:3c,Sr:1a,Ti:1b"`` (element:label pairs sorted)."""
+    if species is None:
+        return f"{space_group}:{','.join(sorted(labels))}"
+    return f"{space_group}:{','.join(sorted(f'{el}:{lab}' for el, lab in zip(species, labels, strict=True)))}"
 
 
 class DiffCSPPP:
@@ -112,9 +116,14 @@ class DiffCSPPP:
         for z in (range(1, MAX_ATOMS // sum(comp.values()) + 1) if reduced else [1]):
             found = wyckoff_assignments(number, {el: n * z for el, n in comp.items()}, limit=2000)
             if found:
-                ranked = sorted(enumerate(found), key=lambda item: (
-                    -self.pattern_counts.get(pattern_key(number, [lab for _, lab in item[1]]), 0),
-                    len(item[1]), item[0]))
+                counts = self.pattern_counts
+
+                def rank(item):
+                    labels, species = [lab for _, lab in item[1]], [el for el, _ in item[1]]
+                    return (-counts.get(pattern_key(number, labels, species), 0),
+                            -counts.get(pattern_key(number, labels), 0), len(item[1]), item[0])
+
+                ranked = sorted(enumerate(found), key=rank)
                 return [(a, z) for _, a in ranked[:limit]]
         fits = _fitting_multiples(number, comp)
         hint = f"; formula-unit multiples that fit: {', '.join(map(str, fits))}" if fits else "; no multiple up to " \

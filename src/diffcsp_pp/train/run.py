@@ -59,12 +59,14 @@ def load_dataset(files: list[str], symprec: float | None, cache_dir: Path, worke
 
 
 def template_stats(infos) -> dict[str, int]:
-    """How often each template pattern (space group + multiset of Wyckoff labels) occurs."""
+    """How often each template pattern occurs: space group + Wyckoff labels, with and without species."""
     from collections import Counter
 
     from ..api import pattern_key
 
-    return dict(Counter(pattern_key(i.space_group, i.wyckoff_letters) for i in infos).most_common())
+    counts = Counter(pattern_key(i.space_group, i.wyckoff_letters) for i in infos)
+    counts.update(pattern_key(i.space_group, i.wyckoff_letters, i.species) for i in infos)
+    return dict(counts.most_common())
 
 
 def export_weights(module, run_dir: Path) -> None:
