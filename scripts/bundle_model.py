@@ -11,7 +11,6 @@ wall time from the CSV logs) and the evaluation figures from METRICS.json (from 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import sys

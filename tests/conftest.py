@@ -39,3 +39,26 @@ def random_lattice(rng: np.random.Generator) -> np.ndarray:
     from diffcsp_pp.symmetry import lattice_from_params
 
     return lattice_from_params(rng.uniform(3, 8, 3), rng.uniform(60, 120, 3))
+
+
+def tiny_run_dir(path: Path, task: str = "csp", stats: dict | None = None) -> Path:
+    """A run directory (config.json + model.safetensors) holding an untrained tiny model."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from diffcsp_pp.diffusion.process import DiffusionConfig
+    from diffcsp_pp.model import CSPNet, ModelConfig
+    from diffcsp_pp.train.config import RunConfig, TrainConfig
+
+    path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    mc = ModelConfig(hidden=16, num_layers=1, num_freqs=4, task=task)
+    cfg = RunConfig(task=task, preset="small", dataset="perov_5", train_files=[], val_files=[], symprec=0.01,
+                    model=mc, diffusion=DiffusionConfig(), train=TrainConfig())
+    (path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    save_file(CSPNet(mc).state_dict(), path / "model.safetensors")
+    if stats is not None:
+        (path / "template_stats.json").write_text(json.dumps(stats))
+    return path

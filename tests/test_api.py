@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 import diffcsp_pp
 from diffcsp_pp import DiffCSPPP
 from diffcsp_pp.api import parse_wyckoff
-from diffcsp_pp.diffusion.process import DiffusionConfig
-from diffcsp_pp.model import CSPNet, ModelConfig
 from diffcsp_pp.symmetry import project_k
-from diffcsp_pp.train.config import RunConfig, TrainConfig
+from tests.conftest import tiny_run_dir
 
 
 class _OracleLattice(torch.nn.Module):
@@ -47,16 +43,7 @@ def _load(path):
 
 
 def _run(tmp_path, task="csp", stats=None):
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    mc = ModelConfig(hidden=16, num_layers=1, num_freqs=4, task=task)
-    cfg = RunConfig(task=task, preset="small", dataset="perov_5", train_files=[], val_files=[], symprec=0.01,
-                    model=mc, diffusion=DiffusionConfig(), train=TrainConfig())
-    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
-    save_file(CSPNet(mc).state_dict(), tmp_path / "model.safetensors")
-    if stats is not None:
-        (tmp_path / "template_stats.json").write_text(json.dumps(stats))
-    return tmp_path
+    return tiny_run_dir(tmp_path, task, stats)
 
 
 def test_predict_reduced_formula_and_explicit_wyckoff(tmp_path):

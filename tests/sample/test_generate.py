@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import torch
-from safetensors.torch import save_file
 
 from diffcsp_pp import build_template
 from diffcsp_pp.diffusion.process import DiffusionConfig
 from diffcsp_pp.model import CSPNet, ModelConfig
 from diffcsp_pp.sample import load_run, sample_structures
 from diffcsp_pp.symmetry import detect_space_group
-from diffcsp_pp.train.config import RunConfig, TrainConfig
+from tests.conftest import tiny_run_dir
 
 
 def _run_dir(tmp_path, task):
-    torch.manual_seed(0)
-    model_cfg = ModelConfig(hidden=16, num_layers=1, num_freqs=4, task=task)
-    cfg = RunConfig(task=task, preset="small", dataset="perov_5", train_files=[], val_files=[], symprec=0.01,
-                    model=model_cfg, diffusion=DiffusionConfig(), train=TrainConfig())
-    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
-    save_file(CSPNet(model_cfg).state_dict(), tmp_path / "model.safetensors")
-    return tmp_path
+    return tiny_run_dir(tmp_path, task)
 
 
 @pytest.mark.parametrize("task", ["csp", "gen"])
