@@ -27,13 +27,13 @@ def main() -> int:
     parser.add_argument("--default-allocator", action="store_true")
     args = parser.parse_args()
 
-    import numpy as np
     import torch
 
     from diffcsp_pp.allocator import tune_allocator
     from diffcsp_pp.data.preprocess import PreprocessConfig, preprocess
     from diffcsp_pp.data.registry import default_cache_dir
     from diffcsp_pp.data.store import load_records
+    from diffcsp_pp.diffusion.process import respaced_timesteps
     from diffcsp_pp.sample import load_run, sample_structures
 
     tuned = False if args.default_allocator else tune_allocator()
@@ -41,7 +41,7 @@ def main() -> int:
     model, cfg = load_run(args.model)
     res = preprocess(args.csv, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=cfg.symprec), progress=False)
     infos = load_records(res.output)[: args.count]
-    steps = sorted({int(v) for v in np.linspace(1, cfg.diffusion.timesteps - 1, args.steps)}, reverse=True)
+    steps = respaced_timesteps(cfg.diffusion.timesteps, args.steps)
     sample_structures(model, cfg.diffusion, infos[:4], seed=0, step_lr=1e-5, timesteps=steps[-3:], max_edges=10**9)  # warm-up
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()

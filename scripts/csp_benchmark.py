@@ -35,27 +35,26 @@ def main() -> int:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
-    import numpy as np
     import torch
-    from pymatgen.io.cif import CifWriter
 
     from diffcsp_pp.allocator import tune_allocator
     from diffcsp_pp.data.preprocess import PreprocessConfig, preprocess
     from diffcsp_pp.data.registry import default_cache_dir
     from diffcsp_pp.data.sources import parse_cif, read_crystals
     from diffcsp_pp.data.store import load_records
-    from diffcsp_pp.evaluate.csp import evaluate_csp, rows_as_dicts
-    from diffcsp_pp.sample import STEP_LR, load_run, sample_structures
-    from diffcsp_pp.symmetry import detect_space_group
+    from diffcsp_pp.diffusion.process import respaced_timesteps
+    from diffcsp_pp.evaluate.csp import evaluate_csp, write_rows_csv
+    from diffcsp_pp.sample import default_step_lr, load_run, sample_structures
+    from diffcsp_pp.sample.writer import symmetric_cif
 
     tune_allocator()
     torch.set_num_threads(args.threads)
     model, cfg = load_run(args.model)
-    step_lr = args.step_lr or STEP_LR.get((cfg.dataset or "mp_20", cfg.task), 1e-5)
+    step_lr = args.step_lr or default_step_lr(cfg)
     res = preprocess(args.csv, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=cfg.symprec), progress=False)
     infos = load_records(res.output)[: args.limit]
     T = cfg.diffusion.timesteps
-    timesteps = None if args.steps is None else sorted({int(round(v)) for v in np.linspace(1, T - 1, args.steps)}, reverse=True)
+    timesteps = respaced_timesteps(T, args.steps)
     start = time.perf_counter()
     preds = sample_structures(model, cfg.diffusion, infos, seed=args.seed, step_lr=step_lr, timesteps=timesteps, progress=True)
     sample_s = time.perf_counter() - start
@@ -63,8 +62,9 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     same_sg = 0
     for info, s in zip(infos, preds, strict=True):
-        same_sg += detect_space_group(s, 1e-3) == info.space_group
-        (out / f"{info.structure_id}.cif").write_text(str(CifWriter(s, symprec=1e-3)))
+        text, detected = symmetric_cif(s)
+        same_sg += detected == info.space_group
+        (out / f"{info.structure_id}.cif").write_text(text)
     ids = {i.structure_id for i in infos}
     refs = [(r.material_id, parse_cif(r.cif)) for r in read_crystals(args.csv) if r.material_id in ids]
     start = time.perf_counter()
@@ -78,13 +78,7 @@ def main() -> int:
         "structures_per_s": round(len(infos) / sample_s, 3), "evaluate_wall_s": round(eval_s, 1),
     })
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    import csv
-
-    with open(out / "metrics.rows.csv", "w", newline="") as fh:
-        table = rows_as_dicts(rows)
-        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
+    write_rows_csv(out / "metrics.rows.csv", rows)
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("protocol",)}, indent=1))
     return 0
 

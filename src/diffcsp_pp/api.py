@@ -144,7 +144,8 @@ class DiffCSPPP:
         ``space_groups`` and ``wyckoffs`` (None entries: enumerate) are given per formula."""
         import numpy as np
 
-        from .sample.generate import STEP_LR, sample_structures
+        from .diffusion.process import respaced_timesteps
+        from .sample.generate import default_step_lr, sample_structures
 
         if self.config.task != "csp":
             raise ValueError(f"{self.path} is an ab initio generation model; predict needs a CSP model")
@@ -160,11 +161,8 @@ class DiffCSPPP:
             plans.append([(build_template(sg, a), a, z) for a, z in chosen])
         flat = [p for plan in plans for p in plan]
         seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
-        timesteps = None
-        if steps is not None:
-            T = self.config.diffusion.timesteps
-            timesteps = sorted({int(round(v)) for v in np.linspace(1, T - 1, steps)}, reverse=True)
-        lr = step_lr if step_lr is not None else STEP_LR.get((self.config.dataset or "mp_20", "csp"), 1e-5)
+        timesteps = respaced_timesteps(self.config.diffusion.timesteps, steps)
+        lr = step_lr if step_lr is not None else default_step_lr(self.config)
         structures = sample_structures(self.model, self.config.diffusion, [t for t, _, _ in flat], seed=seed,
                                        step_lr=lr, timesteps=timesteps)
         for s, (t, a, z) in zip(structures, flat, strict=True):

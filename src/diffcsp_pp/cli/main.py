@@ -217,20 +217,19 @@ def cmd_predict(args) -> int:
 
 def _predict_csv(args, model, writer, done, seed) -> None:
     """Benchmark mode: one prediction per row from the row's own space group and Wyckoff template."""
-    import numpy as np
     from tqdm import tqdm
 
     from ..data.preprocess import PreprocessConfig, preprocess
     from ..data.registry import default_cache_dir
     from ..data.store import load_records
-    from ..sample.generate import STEP_LR, sample_structures
+    from ..diffusion.process import respaced_timesteps
+    from ..sample.generate import default_step_lr, sample_structures
 
     res = preprocess(args.csv, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=model.config.symprec),
                      progress=not args.quiet)
     infos = [i for i in load_records(res.output)[: args.limit] if i.structure_id not in done]
-    T = model.config.diffusion.timesteps
-    timesteps = None if args.steps is None else sorted({int(round(v)) for v in np.linspace(1, T - 1, args.steps)}, reverse=True)
-    lr = STEP_LR.get((model.config.dataset or "mp_20", "csp"), 1e-5)
+    timesteps = respaced_timesteps(model.config.diffusion.timesteps, args.steps)
+    lr = default_step_lr(model.config)
     chunks = [infos[i : i + args.batch_size] for i in range(0, len(infos), args.batch_size)]
     for c, chunk in enumerate(tqdm(chunks, desc="predict", unit="batch", disable=args.quiet)):
         structures = sample_structures(model.model, model.config.diffusion, chunk, seed=seed + c, step_lr=lr, timesteps=timesteps)
@@ -267,10 +266,8 @@ def _read_predictions(path: Path) -> dict:
 
 
 def cmd_evaluate(args) -> int:
-    import csv
-
     from ..data.sources import parse_cif, read_crystals
-    from ..evaluate.csp import evaluate_csp, rows_as_dicts
+    from ..evaluate.csp import evaluate_csp, write_rows_csv
 
     pred_path, ref_path = Path(args.pred), Path(args.ref)
     for p in (pred_path, ref_path):
@@ -288,11 +285,7 @@ def cmd_evaluate(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=1))
     rows_path = out.with_suffix(".rows.csv")
-    with open(rows_path, "w", newline="") as fh:
-        table = rows_as_dicts(rows)
-        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
+    write_rows_csv(rows_path, rows)
     c = metrics["counts"]
     rmse = "n/a" if metrics["rmse"] is None else f"{metrics['rmse']:.4f}"
     print(f"match rate {100 * metrics['match_rate']:.2f} % ({c['matched']}/{c['rows']}), RMSE {rmse}; "

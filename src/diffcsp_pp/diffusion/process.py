@@ -72,6 +72,15 @@ class Schedules(nn.Module):
         self.timesteps = config.timesteps
 
 
+def respaced_timesteps(timesteps: int, steps: int | None) -> list[int] | None:
+    """``steps`` evenly spaced, decreasing time steps in 1..T-1 (None: the full ``T-1, …, 1``)."""
+    if steps is None:
+        return None
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    return sorted({int(round(v)) for v in np.linspace(1, timesteps - 1, steps)}, reverse=True)
+
+
 @dataclass
 class NoisyBatch:
     """A noised batch and its regression targets."""

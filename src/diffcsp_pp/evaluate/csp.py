@@ -132,5 +132,12 @@ def evaluate_csp(references, predictions, workers: int = 1, fingerprint: bool = 
     return metrics, results
 
 
-def rows_as_dicts(results) -> list[dict]:
-    return [asdict(r) for r in results]
+def write_rows_csv(path, results) -> None:
+    """One CSV row per reference row (the fields of :class:`RowResult`)."""
+    import csv
+
+    table = [asdict(r) for r in results]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)

@@ -1,5 +1,5 @@
 """Sampling structures from trained models: loading run directories, templates -> Structures."""
 
-from .generate import STEP_LR, load_run, sample_structures
+from .generate import STEP_LR, default_step_lr, load_run, sample_structures
 
-__all__ = ["STEP_LR", "load_run", "sample_structures"]
+__all__ = ["STEP_LR", "default_step_lr", "load_run", "sample_structures"]

@@ -29,6 +29,11 @@ STEP_LR = {
 }
 
 
+def default_step_lr(config) -> float:
+    """Langevin γ for a run's dataset and task (MP-20's values for unknown datasets)."""
+    return STEP_LR.get((config.dataset or "mp_20", config.task), 1e-5)
+
+
 def load_run(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """(CSPNet in eval mode, RunConfig) from a run directory (``config.json`` + ``model.safetensors``)."""
     from safetensors import SafetensorError

@@ -17,6 +17,17 @@ from .. import __version__
 WRITE_SYMPREC = 1e-3
 
 
+def symmetric_cif(structure) -> tuple[str, int]:
+    """(CIF text, spglib space group at WRITE_SYMPREC). The CIF carries the space group when spglib
+    finds one; a degenerate structure is written in P1 rather than failing."""
+    from pymatgen.io.cif import CifWriter
+
+    from ..symmetry.analyze import detect_space_group
+
+    detected = detect_space_group(structure, WRITE_SYMPREC)
+    return str(CifWriter(structure, symprec=WRITE_SYMPREC) if detected else CifWriter(structure)), detected
+
+
 class PredictionWriter:
     """Collects structures into ``out_dir`` (``cifs/``, ``structures.extxyz``, ``manifest.json``)."""
 
@@ -39,16 +50,13 @@ class PredictionWriter:
         """``items``: iterable of (name, Structure, info dict); writes them and the manifest."""
         from ase.io import write
         from pymatgen.io.ase import AseAtomsAdaptor
-        from pymatgen.io.cif import CifWriter
-
-        from ..symmetry.analyze import detect_space_group
 
         atoms = []
         for name, structure, info in items:
-            detected = detect_space_group(structure, WRITE_SYMPREC)
+            text, detected = symmetric_cif(structure)
             path = self.out / "cifs" / f"{name}.cif"
             tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(str(CifWriter(structure, symprec=WRITE_SYMPREC) if detected else CifWriter(structure)))
+            tmp.write_text(text)
             os.replace(tmp, path)
             a = AseAtomsAdaptor.get_atoms(structure)
             a.info.update({"name": name, "space_group": int(info.get("space_group", 0)), "detected_space_group": detected})
