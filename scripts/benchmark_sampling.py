@@ -24,6 +24,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="network precision")
     parser.add_argument("--default-allocator", action="store_true")
     args = parser.parse_args()
 
@@ -42,10 +43,12 @@ def main() -> int:
     res = preprocess(args.csv, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=cfg.symprec), progress=False)
     infos = load_records(res.output)[: args.count]
     steps = respaced_timesteps(cfg.diffusion.timesteps, args.steps)
-    sample_structures(model, cfg.diffusion, infos[:4], seed=0, step_lr=1e-5, timesteps=steps[-3:], max_edges=10**9)  # warm-up
+    sample_structures(model, cfg.diffusion, infos[:4], seed=0, step_lr=1e-5, timesteps=steps[-3:], max_edges=10**9,
+                      precision=args.precision)  # warm-up
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
-    sample_structures(model, cfg.diffusion, infos, seed=0, step_lr=1e-5, timesteps=steps, max_edges=10**9)
+    sample_structures(model, cfg.diffusion, infos, seed=0, step_lr=1e-5, timesteps=steps, max_edges=10**9,
+                      precision=args.precision)
     wall = time.perf_counter() - start
     nfe = 2 * len(steps)
     row = {
@@ -54,7 +57,7 @@ def main() -> int:
         "nfe": nfe, "s_per_nfe": round(wall / nfe, 4), "s_for_1998_nfe": round(wall / nfe * 1998, 1),
         "structures_per_s_at_1998_nfe": round(len(infos) / (wall / nfe * 1998), 3),
         "page_faults_per_nfe": int((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / nfe),
-        "tuned_allocator": tuned, "threads": args.threads, "machine": platform.machine(),
+        "precision": args.precision, "tuned_allocator": tuned, "threads": args.threads, "machine": platform.machine(),
     }
     print(json.dumps(row))
     return 0

@@ -31,6 +31,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="network precision")
     parser.add_argument("--no-fingerprint", action="store_true")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -56,7 +57,8 @@ def main() -> int:
     T = cfg.diffusion.timesteps
     timesteps = respaced_timesteps(T, args.steps)
     start = time.perf_counter()
-    preds = sample_structures(model, cfg.diffusion, infos, seed=args.seed, step_lr=step_lr, timesteps=timesteps, progress=True)
+    preds = sample_structures(model, cfg.diffusion, infos, seed=args.seed, step_lr=step_lr, timesteps=timesteps, progress=True,
+                                precision=args.precision)
     sample_s = time.perf_counter() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,7 @@ def main() -> int:
                                  fingerprint=not args.no_fingerprint, progress=True)
     eval_s = time.perf_counter() - start
     metrics.update({
-        "model": str(args.model), "csv": str(args.csv), "rows": len(infos), "step_lr": step_lr,
+        "model": str(args.model), "csv": str(args.csv), "precision": args.precision, "rows": len(infos), "step_lr": step_lr,
         "sampler_steps": len(timesteps) if timesteps else T - 1, "network_evaluations": 2 * (len(timesteps) if timesteps else T - 1),
         "requested_space_group_rate": same_sg / len(infos), "sample_wall_s": round(sample_s, 1),
         "structures_per_s": round(len(infos) / sample_s, 3), "evaluate_wall_s": round(eval_s, 1),

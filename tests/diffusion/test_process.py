@@ -82,10 +82,13 @@ def test_sampler_contract(dataset, task, corrector):
     k1, x1, a1 = sample(model, sched, batch, torch.Generator().manual_seed(7), 1e-5, steps, corrector, check)
     assert seen.count("predictor") == len(steps) and seen.count("corrector") == len(steps)
     torch.testing.assert_close(k1, batch.k, rtol=0, atol=1e-8)  # exact ε ⇒ exact clean lattice
+    k0, _, _ = sample(model, sched, batch, torch.Generator().manual_seed(7), 1e-5, steps, corrector, clip_k=None)
+    torch.testing.assert_close(k0, batch.k, rtol=0, atol=1e-8)  # the unclipped (paper) update too
     k2, x2, a2 = sample(model, sched, batch, torch.Generator().manual_seed(7), 1e-5, steps, corrector)
     assert torch.equal(k1, k2) and torch.equal(x1, x2) and torch.equal(a1, a2)
-    k3, _, _ = sample(model, sched, batch, torch.Generator().manual_seed(8), 1e-5, steps, corrector)
-    assert not torch.equal(k1, k3)
+    k3, x3, _ = sample(model, sched, batch, torch.Generator().manual_seed(8), 1e-5, steps, corrector)
+    torch.testing.assert_close(k3, batch.k, rtol=0, atol=1e-8)  # the oracle lattice is seed-independent
+    assert not torch.equal(x1, x3)
     if task == "csp":
         assert torch.equal(a1, batch.atom_types)
     else:
@@ -125,3 +128,34 @@ def test_loss_terms_and_fixed_k_entries_contribute_nothing(dataset):
     pred = torch.randn_like(noisy.eps_k)
     diff = project_k(pred, batch.space_group) - noisy.eps_k
     assert torch.all(diff[mask == 0] == 0)
+
+
+def test_clipped_lattice_update_equals_paper_update_inside_the_box(dataset):
+    """Clipping k̂₀ only changes the k update when k̂₀ leaves the box: with a huge box the clipped
+    posterior-mean form equals the paper's ε form; with the default box a wildly wrong network
+    still ends in a physical cell."""
+    from diffcsp_pp.diffusion.process import K_CLIP
+
+    torch.manual_seed(0)
+    sched = Schedules(DiffusionConfig())
+    batch = dataset.collate(range(len(dataset)))
+    net = CSPNet(ModelConfig(hidden=16, num_layers=1, num_freqs=4)).double()
+    steps = [999, 600, 300, 50, 1]
+    paper = sample(net, sched, batch, torch.Generator().manual_seed(3), 1e-5, steps, clip_k=None)[0]
+    wide = sample(net, sched, batch, torch.Generator().manual_seed(3), 1e-5, steps,
+                  clip_k=((-1e9,) * 6, (1e9,) * 6))[0]
+    torch.testing.assert_close(wide, paper, rtol=1e-9, atol=1e-9)
+
+    class Wild(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net, self.config = net, net.config
+
+        def forward(self, *args):
+            out = self.net(*args)
+            out.pred_eps_k = out.pred_eps_k * 50.0
+            return out
+
+    k = sample(Wild(), sched, batch, torch.Generator().manual_seed(3), 1e-5, steps)[0]
+    low, high = (torch.tensor(v, dtype=k.dtype) for v in K_CLIP)
+    assert torch.all(k >= low - 1e-6) and torch.all(k <= high + 1e-6)

@@ -29,6 +29,10 @@ STEP_LR = {
 }
 
 
+#: Network precision of the sampler: name -> autocast dtype (None: the state's own dtype).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
 def default_step_lr(config) -> float:
     """Langevin γ for a run's dataset and task (MP-20's values for unknown datasets)."""
     return STEP_LR.get((config.dataset or "mp_20", config.task), 1e-5)
@@ -54,11 +58,12 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu"):
     return model.to(device).eval(), cfg
 
 
-def _chunks(sizes: np.ndarray, max_edges: int) -> list[list[int]]:
-    """Consecutive groups of crystals whose Σ n² stays under ``max_edges`` (at least one each)."""
+def _chunks(sizes: np.ndarray, max_edges: int, max_crystals: int = 2**31) -> list[list[int]]:
+    """Consecutive groups of at most ``max_crystals`` crystals whose Σ n² stays under ``max_edges``
+    (at least one crystal each)."""
     groups, current, load = [], [], 0
     for i, n in enumerate(sizes):
-        if current and load + n * n > max_edges:
+        if current and (load + n * n > max_edges or len(current) >= max_crystals):
             groups.append(current)
             current, load = [], 0
         current.append(i)
@@ -79,8 +84,21 @@ def sample_structures(
     timesteps: Sequence[int] | None = None,
     max_edges: int = 200_000,
     progress: bool = False,
+    precision: str = "fp32",
+    group_size: int = 50,
+    workers: int | None = None,
 ):
     """Sample ``n`` structures per template.
+
+    The templates are sampled in groups of at most ``group_size`` crystals (and ``max_edges`` Σ n²),
+    each with its own random stream (seeded by ``seed`` and the group index), so the output depends
+    on the seed and the grouping only, not on ``workers``: the number of groups sampled at once, each
+    in its own thread with one intra-op thread (default: torch's thread count). Small crystals
+    (Perov-5) make small matrix products that two intra-op threads share poorly; two groups side by
+    side keep both cores busy.
+
+    ``precision="bf16"`` runs the network under bfloat16 autocast (faster on CPUs with AVX512-BF16;
+    the sampler state and symmetry operations stay fp32/fp64; see docs/BENCHMARKS.md for its match rate).
 
     Returns:
         list of length ``len(templates) * n`` (template-major): pymatgen Structures in the
@@ -91,18 +109,23 @@ def sample_structures(
 
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if not templates:
         raise ValueError("no templates to sample")
     device = next(model.parameters()).device
     sched = Schedules(diffusion_config).to(device)
     expanded = [t for t in templates for _ in range(n)]
     dataset = CrystalDataset(expanded)
-    groups = _chunks(dataset.num_atoms, max_edges)
+    groups = _chunks(dataset.num_atoms, max_edges, group_size)
     out: list = [None] * len(expanded)
-    for g_idx, group in enumerate(tqdm(groups, desc="sample", unit="batch", disable=not progress)):
+    network_dtype = PRECISIONS[precision]
+
+    def run(g_idx: int) -> None:
+        group = groups[g_idx]
         batch = dataset.collate(group).to(device)
         gen = torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + g_idx)
-        k, x, types = sample(model, sched, batch, gen, step_lr, timesteps)
+        k, x, types = sample(model, sched, batch, gen, step_lr, timesteps, network_dtype=network_dtype)
         lattices = lattice_from_k(k.double().cpu().numpy())
         x = x.double().cpu().numpy()
         types = types.cpu().numpy()
@@ -111,4 +134,23 @@ def sample_structures(
             m = batch_idx == b
             species = [_symbol(z) for z in types[m]]
             out[idx] = Structure(Lattice(lattices[b]), species, x[m])
+
+    threads = torch.get_num_threads()
+    workers = min(threads if workers is None else int(workers), len(groups)) if device.type == "cpu" else 1
+    bar = tqdm(total=len(groups), desc="sample", unit="batch", disable=not progress)
+    if workers <= 1:
+        for g_idx in range(len(groups)):
+            run(g_idx)
+            bar.update()
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                for _ in pool.map(run, range(len(groups))):
+                    bar.update()
+        finally:
+            torch.set_num_threads(threads)
+    bar.close()
     return out
