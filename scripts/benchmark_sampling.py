@@ -25,6 +25,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="network precision")
+    parser.add_argument("--group-size", type=int, default=50, help="crystals per sampler group")
+    parser.add_argument("--workers", type=int, default=None, help="groups sampled at once (default: threads)")
     parser.add_argument("--default-allocator", action="store_true")
     args = parser.parse_args()
 
@@ -44,11 +46,11 @@ def main() -> int:
     infos = load_records(res.output)[: args.count]
     steps = respaced_timesteps(cfg.diffusion.timesteps, args.steps)
     sample_structures(model, cfg.diffusion, infos[:4], seed=0, step_lr=1e-5, timesteps=steps[-3:], max_edges=10**9,
-                      precision=args.precision)  # warm-up
+                      precision=args.precision, group_size=args.group_size, workers=args.workers)  # warm-up
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     sample_structures(model, cfg.diffusion, infos, seed=0, step_lr=1e-5, timesteps=steps, max_edges=10**9,
-                      precision=args.precision)
+                      precision=args.precision, group_size=args.group_size, workers=args.workers)
     wall = time.perf_counter() - start
     nfe = 2 * len(steps)
     row = {
@@ -57,7 +59,7 @@ def main() -> int:
         "nfe": nfe, "s_per_nfe": round(wall / nfe, 4), "s_for_1998_nfe": round(wall / nfe * 1998, 1),
         "structures_per_s_at_1998_nfe": round(len(infos) / (wall / nfe * 1998), 3),
         "page_faults_per_nfe": int((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / nfe),
-        "precision": args.precision, "tuned_allocator": tuned, "threads": args.threads, "machine": platform.machine(),
+        "precision": args.precision, "group_size": args.group_size, "workers": args.workers, "tuned_allocator": tuned, "threads": args.threads, "machine": platform.machine(),
     }
     print(json.dumps(row))
     return 0

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
+# pytest -n 2 runs two worker processes on the 2 CI cores: one intra-op thread each (also in the
+# subprocesses the CLI tests start), or OpenMP threads oversubscribe the cores and spin.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
+
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 FIXTURES = Path(__file__).parent / "data" / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -71,7 +71,7 @@ def test_predict_reduced_formula_and_explicit_wyckoff(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(formula="SrTiO3", space_group=None), "space_group is required"),
+        (dict(formula="SrTiO3", space_group=None, wyckoff="Sr:1a Ti:1b O:3c"), "needs a space group"),
         (dict(formula="SrTiO3", space_group=0), "space group"),
         (dict(formula="SrTiO3", space_group=231), "space group"),
         (dict(formula="Xx", space_group=221), "unknown element"),

@@ -51,7 +51,8 @@ def test_predict_formula_and_csv(tmp_path):
         (["--formula", "SrTiO3", "--space-group", "999"], "space group"),
         (["--formula", "Xx3", "--space-group", "221"], "unknown element"),
         (["--formula", "SrTiO3", "--space-group", "221", "--wyckoff", "Sr:1a Ti:1a O:3c"], "only one orbit"),
-        (["--formula", "SrTiO3"], "--space-group is required"),
+        (["--formula", "SrTiO3"], "template_index.npz"),  # formula alone needs the model's template index
+        (["--formula", "SrTiO3", "--space-group", "221", "--top-k", "2"], "--top-k applies"),
         (["--formula", "SrTiO3", "--space-group", "221", "-n", "0"], "must be >= 1"),
         (["--csv", "missing.csv"], "no such file"),
         ([], "either --formula"),

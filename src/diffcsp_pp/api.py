@@ -13,8 +13,10 @@ Rules (documented choices):
   must add up to the formula (times Z for a reduced formula). Otherwise all assignments are
   enumerated and ranked by how often, in the model's training data (``template_stats.json`` of the
   run), the same elements sat on the same Wyckoff positions of the group, then how often the
-  pattern of positions alone occurred, then by fewer orbits, then by enumeration order; ``n``
-  predictions cycle over the top assignments, best first.
+  pattern of positions alone occurred, then by how closely the decoration resembles the training
+  decorations of that pattern chemically (:mod:`diffcsp_pp.sample.ranking`: SrTiO3 in Pm-3m puts Sr
+  on the A site like the training perovskites), then by fewer orbits, then by enumeration order;
+  ``n`` predictions cycle over the top assignments, best first.
 - Every output is checked with spglib (1e-3 Å) and carries, in ``structure.properties``, the space
   group requested and detected, the Wyckoff assignment, Z and the seed.
 """
@@ -42,6 +44,9 @@ CHECK_SYMPREC = 1e-3
 #: Bundled models (package data, added as they are trained): name -> folder under ``pretrained/``.
 BUNDLED = {"mp20-csp": "mp20-csp", "mp20-gen": "mp20-gen", "perov5-csp": "perov5-csp"}
 DEFAULT_CSP = "mp20-csp"
+DEFAULT_GEN = "mp20-gen"
+#: Extra sampling rounds for generated crystals whose types raised the space group (see generate_many).
+GEN_RETRIES = 3
 
 _SITE = re.compile(r"^([A-Z][a-z]?):(\d*[a-zA])$")
 
@@ -79,6 +84,7 @@ class DiffCSPPP:
         self.model, self.config, self.path, self.device = model, config, path, device
         stats = path / "template_stats.json"
         self.pattern_counts: dict[str, int] = json.loads(stats.read_text()) if stats.is_file() else {}
+        self._decorations = None  # species-resolved training decorations, built on first use
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike | None = None, device: str = "cpu") -> DiffCSPPP:
@@ -116,12 +122,17 @@ class DiffCSPPP:
         for z in (range(1, MAX_ATOMS // sum(comp.values()) + 1) if reduced else [1]):
             found = wyckoff_assignments(number, {el: n * z for el, n in comp.items()}, limit=2000)
             if found:
+                from .sample.ranking import decoration_score, decorations
+
                 counts = self.pattern_counts
+                if self._decorations is None:
+                    self._decorations = decorations(counts)
 
                 def rank(item):
                     labels, species = [lab for _, lab in item[1]], [el for el, _ in item[1]]
                     return (-counts.get(pattern_key(number, labels, species), 0),
-                            -counts.get(pattern_key(number, labels), 0), len(item[1]), item[0])
+                            -counts.get(pattern_key(number, labels), 0),
+                            -decoration_score(number, item[1], self._decorations), len(item[1]), item[0])
 
                 ranked = sorted(enumerate(found), key=rank)
                 return [(a, z) for _, a in ranked[:limit]]
@@ -132,14 +143,116 @@ class DiffCSPPP:
 
     # ------------------------------------------------------------------------------- predict
     def predict(self, formula: str, space_group: int | None = None, wyckoff=None, n: int = 1,
-                seed: int | None = None, steps: int | None = None, step_lr: float | None = None):
-        """``n`` structures of ``formula`` in ``space_group`` (pymatgen Structures, conventional cell)."""
+                seed: int | None = None, steps: int | None = None, step_lr: float | None = None,
+                precision: str = "fp32", diff_ratio: float = 0.1):
+        """``n`` structures of ``formula`` (pymatgen Structures, conventional cell).
+
+        With ``space_group``: ``n`` samples in that group (see the module docstring).
+
+        Without ``space_group`` (prediction from the formula alone, CSPML-style; METHOD §7.2): the
+        training crystals whose sorted per-element counts equal the formula's (or a multiple's) are
+        ranked by the model's template scorer, their elements substituted (Hungarian assignment
+        within each count class), and each is refined with partial noise from t₀ = T·``diff_ratio``
+        (default 0.1: 100 steps, 200 network evaluations; ``steps`` respaces them).
+        ``n`` means **top-n**: structure i is the refinement of the i-th ranked template (n = 1:
+        top-1); with fewer than ``n`` candidates the ranked list is cycled (new noise). Each
+        structure's ``properties`` hold ``source="template"``, ``rank``, ``score`` (higher =
+        better), ``template`` (its material id), ``template_space_group``, ``template_wyckoff``,
+        ``substitution`` (template element -> query element), ``formula_units``, ``space_group``
+        (= the template's), ``detected_space_group``, ``wyckoff``, ``diff_ratio`` and ``seed``.
+        Needs ``template_index.npz`` in the model folder (``scripts/build_template_index.py``).
+
+        If no training crystal has the formula's count pattern, templates are enumerated instead
+        (:mod:`diffcsp_pp.retrieval.fallback`: training Wyckoff patterns that can hold the
+        composition, most frequent first; else the training space groups, most frequent first,
+        smallest cell and fewest orbits) and sampled from pure noise; those outputs say
+        ``source="enumerated"``. ValueError if even that finds nothing (never a silent P1).
+        """
         if space_group is None:
-            raise ValueError("space_group is required (prediction from the formula alone is not available yet)")
-        return self.predict_many([formula], [space_group], [wyckoff], n=n, seed=seed, steps=steps, step_lr=step_lr)[0]
+            return self._predict_from_formula(formula, wyckoff, n, seed, steps, step_lr, precision, diff_ratio)
+        return self.predict_many([formula], [space_group], [wyckoff], n=n, seed=seed, steps=steps, step_lr=step_lr,
+                                 precision=precision)[0]
+
+    def _template_index(self):
+        """(TemplateIndex, Scorer) of the model folder, loaded once."""
+        cached = getattr(self, "_retrieval", None)
+        if cached is None:
+            from .retrieval.index import INDEX_FILE, TemplateIndex
+            from .retrieval.scorer import Scorer
+
+            path = self.path / INDEX_FILE
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path} is missing: prediction from the formula alone needs the model's template index; build it "
+                    f"with `python scripts/build_template_index.py --model {self.path} --train TRAIN.csv`, or give a "
+                    "space group")
+            cached = self._retrieval = (TemplateIndex.load(path), Scorer.load(self.path))
+        return cached
+
+    def _predict_from_formula(self, formula, wyckoff, n, seed, steps, step_lr, precision, diff_ratio):
+        """Template retrieval + partial-noise refinement, or the enumerated fallback (see :meth:`predict`)."""
+        import numpy as np
+
+        from .retrieval.retrieve import retrieve
+        from .sample.generate import default_step_lr
+        from .sample.refine import refine_structures, start_step
+
+        if self.config.task != "csp":
+            raise ValueError(f"{self.path} is an ab initio generation model; predict needs a CSP model")
+        if wyckoff is not None:
+            raise ValueError("a Wyckoff assignment needs a space group")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        start_step(self.config.diffusion.timesteps, diff_ratio)  # validates diff_ratio
+        comp = parse_formula(formula)
+        index, scorer = self._template_index()
+        seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
+        lr = step_lr if step_lr is not None else default_step_lr(self.config)
+        candidates = retrieve(index, scorer, comp, top_k=n, max_atoms=MAX_ATOMS)
+        if not candidates:
+            return self._predict_enumerated(formula, comp, index.max_atoms, n, seed, steps, lr, precision)
+        chosen = [candidates[i % len(candidates)] for i in range(n)]
+        structures = refine_structures(self.model, self.config.diffusion, [c.info for c in chosen], seed=seed,
+                                       step_lr=lr, diff_ratio=diff_ratio, steps=steps, precision=precision)
+        for s, c in zip(structures, chosen, strict=True):
+            s.properties.update({
+                **c.provenance(), "space_group": c.template_space_group,
+                "detected_space_group": detect_space_group(s, CHECK_SYMPREC),
+                "wyckoff": " ".join(f"{el}:{lab}" for el, lab in zip(c.info.species, c.info.wyckoff_letters, strict=True)),
+                "diff_ratio": diff_ratio, "seed": seed,
+            })
+        return structures
+
+    def _predict_enumerated(self, formula, comp, max_atoms, n, seed, steps, lr, precision):
+        """Fallback of :meth:`predict` without a fitting training template: full sampling from
+        enumerated templates (:mod:`diffcsp_pp.retrieval.fallback`)."""
+        from .diffusion.process import respaced_timesteps
+        from .retrieval.fallback import enumerated_templates
+        from .sample.generate import sample_structures
+
+        ranked = enumerated_templates(comp, self.pattern_counts, limit=n, max_atoms=max_atoms or MAX_ATOMS)
+        if not ranked:
+            why = "the model has no template_stats.json" if not self.pattern_counts else \
+                "no Wyckoff pattern or space group of its training templates admits it"
+            raise ValueError(f"no training template of {self.path.name} has the atom-count pattern of {formula} "
+                             f"(or of a multiple), and {why}; give a space group")
+        chosen = [ranked[i % len(ranked)] for i in range(n)]
+        templates = [build_template(e.space_group, e.sites) for e in chosen]
+        structures = sample_structures(self.model, self.config.diffusion, templates, seed=seed, step_lr=lr,
+                                       timesteps=respaced_timesteps(self.config.diffusion.timesteps, steps),
+                                       precision=precision)
+        for i, (s, e, t) in enumerate(zip(structures, chosen, templates, strict=True)):
+            s.properties.update({
+                "source": "enumerated", "rank": i % len(ranked) + 1, "score": e.score, "rule": e.rule,
+                "space_group": e.space_group, "detected_space_group": detect_space_group(s, CHECK_SYMPREC),
+                "wyckoff": " ".join(f"{el}:{lab}" for el, lab in zip(t.species, t.wyckoff_letters, strict=True)),
+                "formula_units": e.formula_units, "seed": seed,
+            })
+        return structures
 
     def predict_many(self, formulas: Sequence[str], space_groups: Sequence[int], wyckoffs: Sequence | None = None,
-                     n: int = 1, seed: int | None = None, steps: int | None = None, step_lr: float | None = None):
+                     n: int = 1, seed: int | None = None, steps: int | None = None, step_lr: float | None = None,
+                     precision: str = "fp32"):
         """Batched :meth:`predict`: one list of ``n`` structures per formula, in one sampler pass.
         ``space_groups`` and ``wyckoffs`` (None entries: enumerate) are given per formula."""
         import numpy as np
@@ -164,7 +277,7 @@ class DiffCSPPP:
         timesteps = respaced_timesteps(self.config.diffusion.timesteps, steps)
         lr = step_lr if step_lr is not None else default_step_lr(self.config)
         structures = sample_structures(self.model, self.config.diffusion, [t for t, _, _ in flat], seed=seed,
-                                       step_lr=lr, timesteps=timesteps)
+                                       step_lr=lr, timesteps=timesteps, precision=precision)
         for s, (t, a, z) in zip(structures, flat, strict=True):
             s.properties.update({
                 "space_group": t.space_group, "detected_space_group": detect_space_group(s, CHECK_SYMPREC),
@@ -173,6 +286,90 @@ class DiffCSPPP:
             })
         it = iter(structures)
         return [[next(it) for _ in plan] for plan in plans]
+
+
+    # ------------------------------------------------------------------------------ generate
+    def generate(self, n: int, space_group: int | None = None, seed: int | None = None, wyckoff=None,
+                 steps: int | None = None, step_lr: float | None = None, precision: str = "fp32"):
+        """``n`` new crystals from an ab initio model (pymatgen Structures, conventional cell).
+
+        Space groups and Wyckoff patterns are drawn from the model's training distribution
+        (``template_stats.json``; see :mod:`diffcsp_pp.sample.patterns`), restricted to
+        ``space_group`` when given; ``wyckoff`` fixes the pattern (labels such as ``"2a 2d 4g"``;
+        requires ``space_group``). Atom types are generated. Each structure's ``properties`` hold the
+        space group requested and detected, the Wyckoff pattern with the generated elements, and the seed.
+        """
+        return self.generate_many(self._gen_plan(n, space_group, seed, wyckoff), seed=seed, steps=steps,
+                                  step_lr=step_lr, precision=precision)
+
+    def _gen_plan(self, n, space_group, seed, wyckoff) -> list[tuple[int, tuple[str, ...]]]:
+        """The (space group, labels) of each of ``n`` crystals (deterministic for a given seed)."""
+        import numpy as np
+
+        from .sample.patterns import draw_patterns
+
+        if self.config.task != "gen":
+            raise ValueError(f"{self.path} is a CSP model; generate needs an ab initio (gen) model, e.g. mp20-gen")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        if wyckoff is not None:
+            if space_group is None:
+                raise ValueError("a Wyckoff pattern needs a space group")
+            number = check_space_group(space_group)
+            tokens = wyckoff.replace(",", " ").split() if isinstance(wyckoff, str) else [str(w) for w in wyckoff]
+            if not tokens:
+                raise ValueError(f"empty Wyckoff pattern {wyckoff!r}")
+            labels = tuple(wyckoff_position(number, t).label for t in tokens)
+            build_template(number, [("H", lab) for lab in labels])  # fixed positions used twice -> ValueError
+            return [(number, labels)] * n
+        rng = np.random.default_rng(None if seed is None else [int(seed), 7])
+        return draw_patterns(self.pattern_counts, n, space_group, rng)
+
+    def generate_many(self, plan: Sequence[tuple[int, Sequence[str]]], seed: int | None = None,
+                      steps: int | None = None, step_lr: float | None = None, progress: bool = False,
+                      precision: str = "fp32", retries: int = GEN_RETRIES):
+        """One generated crystal per (space group, Wyckoff labels) item of ``plan``, in one sampler pass.
+
+        Coordinates and lattice keep the template's group by construction, but generated *types* can
+        raise it: two orbits that receive the same element may together form a smaller, more
+        symmetric lattice (Pt on 4a and 4b of Fm-3m is a simple cubic Pt lattice, Pm-3m). Crystals
+        whose spglib group (1e-3 Å) is not the requested one are sampled again with a new random
+        stream, up to ``retries`` rounds; ``properties["attempts"]`` says how many draws a crystal
+        took, and a crystal still off after the last round is returned as is (its
+        ``detected_space_group`` shows it; the manifest's rate counts it).
+        """
+        import numpy as np
+
+        from .diffusion.process import respaced_timesteps
+        from .sample.generate import default_step_lr, sample_structures
+
+        if self.config.task != "gen":
+            raise ValueError(f"{self.path} is a CSP model; generate needs an ab initio (gen) model, e.g. mp20-gen")
+        # species are placeholders: the ab initio sampler ignores them and generates the types
+        templates = [build_template(sg, [("H", lab) for lab in labels]) for sg, labels in plan]
+        seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
+        timesteps = respaced_timesteps(self.config.diffusion.timesteps, steps)
+        lr = step_lr if step_lr is not None else default_step_lr(self.config)
+        out: list = [None] * len(templates)
+        todo = list(range(len(templates)))
+        for attempt in range(1, retries + 2):
+            batch_seed = seed if attempt == 1 else seed * 7919 + 104_729 * attempt  # a fresh stream per round
+            structures = sample_structures(self.model, self.config.diffusion, [templates[i] for i in todo],
+                                           seed=batch_seed, step_lr=lr, timesteps=timesteps, progress=progress,
+                                           precision=precision)
+            for i, s in zip(todo, structures, strict=True):
+                t = templates[i]
+                anchors = np.unique(t.anchor_idx)
+                s.properties.update({
+                    "space_group": t.space_group, "detected_space_group": detect_space_group(s, CHECK_SYMPREC),
+                    "wyckoff": " ".join(f"{s[int(a)].specie}:{lab}" for a, lab in zip(anchors, t.wyckoff_letters)),
+                    "seed": seed, "attempts": attempt,
+                })
+                out[i] = s
+            todo = [i for i in todo if out[i].properties["detected_space_group"] != templates[i].space_group]
+            if not todo:
+                break
+        return out
 
 
 def _multiple_of(got: dict[str, int], comp: dict[str, int]) -> int | None:

@@ -190,29 +190,56 @@ def cmd_predict(args) -> int:
     from ..sample.writer import PredictionWriter
 
     if (args.formula is None) == (args.csv is None):
-        raise ValueError("give either --formula (with --space-group) or --csv")
+        raise ValueError("give either --formula (optionally with --space-group) or --csv")
+    if args.top_k is not None and (args.formula is None or args.space_group is not None):
+        raise ValueError("--top-k applies to --formula without --space-group (use -n with --space-group)")
     model = DiffCSPPP.load(args.model)
-    inputs = {k: getattr(args, k) for k in ("formula", "space_group", "wyckoff", "n", "csv", "seed", "steps", "limit")}
+    inputs = {k: getattr(args, k) for k in ("formula", "space_group", "wyckoff", "n", "csv", "seed", "steps", "limit",
+                                            "precision")}
     inputs["model"] = str(model.path)
+    inputs["top_k"] = args.top_k
     writer = PredictionWriter(args.out, inputs)
     done = writer.done()
     seed = 0 if args.seed is None else args.seed
-    if args.formula is not None:
-        if args.space_group is None:
-            raise ValueError("--space-group is required with --formula (prediction from the formula alone is not available yet)")
+    if args.formula is not None and args.space_group is None:
+        # formula alone: retrieved training templates, refined with partial noise (top-k, ranked)
+        top_k = args.top_k or args.n
+        names = [f"{args.formula}_rank{i + 1}" for i in range(top_k)]
+        if all(n in done for n in names):
+            print(f"all {top_k} structures already in {args.out}")
+            return 0
+        structures = model.predict(args.formula, wyckoff=args.wyckoff, n=top_k, seed=seed, steps=args.steps,
+                                   precision=args.precision)
+        writer.add((name, s, dict(s.properties)) for name, s in zip(names, structures, strict=True))
+    elif args.formula is not None:
         names = [f"{args.formula}_sg{args.space_group}_{i}" for i in range(args.n)]
         if all(n in done for n in names):
             print(f"all {args.n} structures already in {args.out}")
             return 0
         structures = model.predict(args.formula, space_group=args.space_group, wyckoff=args.wyckoff, n=args.n,
-                                   seed=seed, steps=args.steps)
+                                   seed=seed, steps=args.steps, precision=args.precision)
         writer.add((name, s, dict(s.properties)) for name, s in zip(names, structures, strict=True))
     else:
         _predict_csv(args, model, writer, done, seed)
     rate = json.loads((Path(args.out) / "manifest.json").read_text())
+    if args.formula is not None:
+        for e in rate["entries"]:
+            print(_describe(e))
     print(f"{rate['count']} structures in {args.out} (requested space group kept: "
           f"{100 * (rate['requested_space_group_rate'] or 0):.1f} %)")
     return 0
+
+
+def _describe(entry: dict) -> str:
+    """One line per predicted structure: file, formula, space group, Wyckoff assignment, cell."""
+    from pymatgen.symmetry.groups import SpaceGroup
+
+    sg = entry.get("detected_space_group") or 0
+    symbol = SpaceGroup.from_int_number(sg).symbol if 1 <= sg <= 230 else "?"
+    origin = f"  from {entry['template']}" if entry.get("source") == "template" else ""
+    lattice = entry.get("lattice")
+    cell = ("  a={:.3f} b={:.3f} c={:.3f} Å α={:.1f} β={:.1f} γ={:.1f}°".format(*lattice) if lattice else "")
+    return f"{entry['file']}  {entry['formula']}  space group {sg} ({symbol})  {entry.get('wyckoff', '')}{cell}{origin}"
 
 
 def _predict_csv(args, model, writer, done, seed) -> None:
@@ -232,10 +259,43 @@ def _predict_csv(args, model, writer, done, seed) -> None:
     lr = default_step_lr(model.config)
     chunks = [infos[i : i + args.batch_size] for i in range(0, len(infos), args.batch_size)]
     for c, chunk in enumerate(tqdm(chunks, desc="predict", unit="batch", disable=args.quiet)):
-        structures = sample_structures(model.model, model.config.diffusion, chunk, seed=seed + c, step_lr=lr, timesteps=timesteps)
+        structures = sample_structures(model.model, model.config.diffusion, chunk, seed=seed + c, step_lr=lr,
+                                       timesteps=timesteps, precision=args.precision)
         writer.add((i.structure_id, s, {"space_group": i.space_group, "seed": seed + c,
                                         "wyckoff": " ".join(f"{e}:{w}" for e, w in zip(i.species, i.wyckoff_letters))})
                    for i, s in zip(chunk, structures, strict=True))
+
+
+# ----------------------------------------------------------------------------------- generate
+def cmd_generate(args) -> int:
+    """Ab initio generation in batches; each finished batch is written, a rerun skips finished ones."""
+    from tqdm import tqdm
+
+    from ..api import DEFAULT_GEN, DiffCSPPP
+    from ..sample.writer import PredictionWriter
+
+    if args.wyckoff is not None and args.space_group is None:
+        raise ValueError("--wyckoff needs --space-group")
+    model = DiffCSPPP.load(args.model or DEFAULT_GEN)
+    seed = 0 if args.seed is None else args.seed
+    plan = model._gen_plan(args.n, args.space_group, seed, args.wyckoff)
+    inputs = {k: getattr(args, k) for k in ("n", "space_group", "wyckoff", "seed", "steps", "batch_size", "precision")}
+    inputs["model"] = str(model.path)
+    writer = PredictionWriter(args.out, inputs)
+    done = writer.done()
+    names = [f"gen_{i:06d}" for i in range(args.n)]
+    starts = list(range(0, args.n, args.batch_size))
+    for b, start in enumerate(tqdm(starts, desc="generate", unit="batch", disable=args.quiet)):
+        chunk = names[start : start + args.batch_size]
+        if all(name in done for name in chunk):
+            continue
+        structures = model.generate_many(plan[start : start + args.batch_size], seed=seed + b, steps=args.steps,
+                                         precision=args.precision)
+        writer.add((name, s, dict(s.properties)) for name, s in zip(chunk, structures, strict=True) if name not in done)
+    rate = json.loads((Path(args.out) / "manifest.json").read_text())
+    print(f"{rate['count']} structures in {args.out} (requested space group kept: "
+          f"{100 * (rate['requested_space_group_rate'] or 0):.1f} %)")
+    return 0
 
 
 # ----------------------------------------------------------------------------------- evaluate
@@ -294,6 +354,71 @@ def cmd_evaluate(args) -> int:
         print(f"over the {c['rows_with_predictions']} rows with predictions: "
               f"{100 * metrics['match_rate_over_predicted_rows']:.2f} %")
     print(f"metrics {out}\nrows    {rows_path}")
+    from ..evaluate.gen import dataset_symprec, detect_dataset
+    from ..evaluate.plots import plot_csp, reference_crystal_systems
+
+    systems = reference_crystal_systems([s for _, s in refs], dataset_symprec(detect_dataset(ref_path)))
+    for plot in plot_csp(rows, systems, out.with_suffix("")):
+        print(f"plot    {plot}")
+    return 0
+
+
+def cmd_evaluate_gen(args) -> int:
+    from ..data.registry import default_cache_dir
+    from ..evaluate.gen import COV_CUTOFFS, detect_dataset, evaluate_gen, read_generated
+    from ..evaluate.gen import write_rows_csv as write_gen_rows
+    from ..evaluate.plots import plot_gen
+
+    pred_path, ref_path, train_path = Path(args.pred), Path(args.ref), Path(args.train)
+    for p in (pred_path, ref_path, train_path):
+        if not p.exists():
+            raise FileNotFoundError(f"no such file or folder: {p}")
+    dataset = args.dataset or detect_dataset(ref_path) or detect_dataset(train_path)
+    if dataset not in COV_CUTOFFS:
+        raise ValueError(f"cannot tell the dataset of {ref_path} from its checksum; pass --dataset perov_5|mp_20|carbon_24")
+    generated, requested = read_generated(pred_path)
+    if not args.no_energy:
+        import importlib.util
+
+        if importlib.util.find_spec("chgnet") is None:
+            raise ValueError("energies need CHGNet (pip install chgnet); or pass --no-energy")
+        import torch
+
+        torch.set_num_threads(args.workers)
+    metrics, rows = evaluate_gen(
+        generated, ref_path, train_path, dataset=dataset, requested=requested, workers=args.workers,
+        energy=not args.no_energy, sample_size=args.sample_size, seed=args.seed,
+        cache_dir=None if args.no_cache else default_cache_dir() / "evaluate", progress=not args.quiet,
+    )
+    metrics["inputs"] = {"pred": str(pred_path), "ref": str(ref_path), "train": str(train_path),
+                         "dataset_from": "--dataset" if args.dataset else "checksum"}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(metrics, indent=1))
+    rows_path = out.with_suffix(".rows.csv")
+    write_gen_rows(rows_path, rows)
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.2f} %"
+
+    def num(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    c = metrics["counts"]
+    print(f"{dataset}: {c['generated']} generated; struct valid {pct(metrics['struct_valid'])}, "
+          f"comp valid {pct(metrics['comp_valid'])}, valid {pct(metrics['valid'])}")
+    print(f"COV-R {pct(metrics['cov_recall'])}, COV-P {pct(metrics['cov_precision'])} "
+          f"(cutoffs {metrics['protocol']['cov_cutoffs']['struct']:g}/{metrics['protocol']['cov_cutoffs']['comp']:g})")
+    print(f"W1 over {metrics['property_sample_size']} valid: density {num(metrics['wdist_density'])}, "
+          f"elements {num(metrics['wdist_num_elements'])}, energy {num(metrics['wdist_energy'])}"
+          + ("" if args.no_energy else " (CHGNet)"))
+    print(f"uniqueness {pct(metrics['uniqueness'])}, novelty {pct(metrics['novelty'])}, "
+          f"unique & novel {pct(metrics['unique_novel'])}; requested space group kept "
+          f"{pct(metrics['requested_space_group_rate'])}; space-group JS distance to training "
+          f"{num(metrics['space_group_js_distance_training'])}")
+    print(f"metrics {out}\nrows    {rows_path}")
+    for plot in plot_gen(metrics, out.with_suffix("")):
+        print(f"plot    {plot}")
     return 0
 
 
@@ -356,20 +481,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="predict structures (formula + space group, or every row of a CSV)")
+    p = sub.add_parser("predict", help="predict structures (formula alone, formula + space group, or every row of a CSV)")
     p.add_argument("--formula", help="e.g. SrTiO3 (reduced: formula units chosen to fit) or Sr2Ti2O6 (full cell)")
-    p.add_argument("--space-group", type=int, help="1-230")
+    p.add_argument("--space-group", type=int,
+                   help="1-230 (default: retrieve training templates for the formula and refine them)")
     p.add_argument("--wyckoff", help="e.g. 'Sr:1a Ti:1b O:3c' (default: enumerated)")
     p.add_argument("-n", type=_positive_int, default=1, help="structures per formula")
+    p.add_argument("--top-k", type=_positive_int,
+                   help="without --space-group: refine the K best-ranked templates, one structure each (default -n)")
     p.add_argument("--csv", help="benchmark mode: one prediction per row from its own template")
     p.add_argument("--limit", type=_positive_int, help="only the first N rows of --csv")
     p.add_argument("--batch-size", type=_positive_int, default=256, help="crystals per sampler batch (--csv)")
     p.add_argument("--model", help="run directory or bundled model name")
     p.add_argument("--seed", type=int)
     p.add_argument("--steps", type=_positive_int, help="sampler steps (default: the paper's 999)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="network precision (bf16: faster on CPUs with AVX512-BF16; symmetry stays exact)")
     p.add_argument("--out", required=True, help="output folder (cifs/, structures.extxyz, manifest.json)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("generate", help="generate new crystals with an ab initio model (default mp20-gen)")
+    p.add_argument("-n", type=_positive_int, required=True, help="number of crystals")
+    p.add_argument("--space-group", type=int, help="1-230 (default: drawn from the training distribution)")
+    p.add_argument("--wyckoff", help="Wyckoff pattern, e.g. '2a 2d 4g' (needs --space-group; default: drawn)")
+    p.add_argument("--model", help="run directory or bundled model name (default mp20-gen)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--steps", type=_positive_int, help="sampler steps (default: the paper's 999)")
+    p.add_argument("--batch-size", type=_positive_int, default=100, help="crystals per sampler batch (default 100)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="network precision (bf16: faster on CPUs with AVX512-BF16; symmetry stays exact)")
+    p.add_argument("--out", required=True, help="output folder (cifs/, structures.extxyz, manifest.json)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("evaluate", help="metrics of predicted structures")
     ev = p.add_subparsers(dest="kind", required=True)
@@ -381,6 +525,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-fingerprint", action="store_true", help="leave the CrystalNN fingerprint out of the validity gate")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_evaluate)
+    q = ev.add_parser("gen", help="validity, coverage, property distances, uniqueness/novelty of generated crystals")
+    q.add_argument("--pred", required=True, help="generate output folder (cifs/ + manifest.json), CIF folder or CSV")
+    q.add_argument("--ref", required=True, help="reference CSV (material_id, cif), e.g. the test split")
+    q.add_argument("--train", required=True, help="training CSV (composition scaling, novelty, space groups)")
+    q.add_argument("--out", required=True, help="metrics.json (per-structure CSV and plots written beside it)")
+    q.add_argument("--workers", type=_positive_int, default=1)
+    q.add_argument("--no-energy", action="store_true", help="skip the CHGNet energies and their W1 distance")
+    q.add_argument("--sample-size", type=_positive_int, default=1000, help="valid crystals in the property statistics")
+    q.add_argument("--seed", type=int, default=0, help="seed of that sample (default 0)")
+    q.add_argument("--dataset", choices=["perov_5", "mp_20", "carbon_24"],
+                   help="COV cutoffs and symprec (default: recognised from the --ref checksum)")
+    q.add_argument("--no-cache", action="store_true", help="do not cache reference/training fingerprints")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_evaluate_gen)
 
     p = sub.add_parser("datasets", help="list the benchmark files the registry knows, or verify local copies")
     p.add_argument("--verify", metavar="DIR", help="check DIR/<dataset>/<split>.csv[.gz] against the checksums")

@@ -61,8 +61,10 @@ class PredictionWriter:
             a = AseAtomsAdaptor.get_atoms(structure)
             a.info.update({"name": name, "space_group": int(info.get("space_group", 0)), "detected_space_group": detected})
             atoms.append(a)
+            self.entries = [e for e in self.entries if e["name"] != name]  # a rewritten structure replaces its entry
             self.entries.append({"name": name, "file": f"cifs/{name}.cif", **info, "detected_space_group": detected,
-                                 "formula": structure.composition.reduced_formula, "num_atoms": len(structure)})
+                                 "formula": structure.composition.reduced_formula, "num_atoms": len(structure),
+                                 "lattice": [round(float(v), 4) for v in (*structure.lattice.abc, *structure.lattice.angles)]})
         if atoms:
             write(self.out / "structures.extxyz", atoms, format="extxyz", append=True)
         self._write_manifest()

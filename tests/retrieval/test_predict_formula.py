@@ -1,0 +1,102 @@
+"""predict(formula) without a space group: retrieval + refinement, provenance, fallback, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from pymatgen.core import Composition
+
+from diffcsp_pp import DiffCSPPP
+from diffcsp_pp.retrieval.fallback import enumerated_templates
+from diffcsp_pp.symmetry import detect_space_group
+from tests.conftest import tiny_run_dir
+from tests.test_api import _load
+
+STATS = {"221:1a,1b,3c": 10, "25:1a,1b,1c,1d,1d": 30, "221:Sr:1a,Ti:1b,O:3c": 2}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_index):
+    path = tiny_run_dir(tmp_path_factory.mktemp("run") / "run", stats=STATS)
+    tiny_index.save(path)
+    return path
+
+
+def test_predict_from_formula_keeps_template_symmetry(run_dir):
+    m = DiffCSPPP.load(run_dir)
+    out = m.predict("PtInN3", n=3, seed=0, steps=4)
+    assert len(out) == 3
+    assert [s.properties["rank"] for s in out] == [1, 2, 3]
+    for s in out:
+        p = s.properties
+        assert p["source"] == "template" and p["template"] and isinstance(p["substitution"], dict)
+        assert s.composition.reduced_composition == Composition("PtInN3")
+        assert p["space_group"] == p["template_space_group"] == detect_space_group(s, 1e-3) == p["detected_space_group"]
+        assert sorted(w.split(":")[1] for w in p["wyckoff"].split()) == sorted(w.split(":")[1] for w in p["template_wyckoff"].split())
+        assert p["diff_ratio"] == 0.1 and p["seed"] == 0 and p["formula_units"] == 1
+    assert out[0].properties["score"] >= out[1].properties["score"] >= out[2].properties["score"]
+    again = m.predict("PtInN3", n=3, seed=0, steps=4)
+    assert [s.frac_coords.tolist() for s in out] == [s.frac_coords.tolist() for s in again]
+    # formula-unit multiple: KBr on the rock-salt template (4 formula units), substitution Na->K, Cl->Br
+    kbr = m.predict("KBr", seed=1, steps=3)[0]
+    assert len(kbr) == 8 and kbr.properties["formula_units"] == 4 and kbr.properties["template"] == "rocksalt-NaCl"
+    assert kbr.properties["substitution"] == {"Na": "K", "Cl": "Br"} and detect_space_group(kbr, 1e-3) == 225
+
+
+def test_fallback_enumerates_training_patterns(run_dir):
+    m = _load(run_dir)  # full sampling: an untrained network cannot denoise k from pure noise (see test_api)
+    # Ca2O3 (2, 3) has no candidate; the training pattern 221:1a,1b,3c holds it (Ca on 1a + 1b)
+    s = m.predict("Ca2O3", n=2, seed=0, steps=3)
+    assert [x.properties["source"] for x in s] == ["enumerated"] * 2
+    assert s[0].properties["rule"] == "training_pattern" and s[0].properties["space_group"] == 25  # more frequent
+    assert {x.properties["detected_space_group"] for x in s} <= {25, 221} and s[1].properties["space_group"] == 221
+    # NaCl2 (1, 2): no training pattern fits 3 atoms, so the training space groups are enumerated
+    t = m.predict("NaCl2", seed=0, steps=3)[0]
+    assert t.properties["rule"] == "space_group_enumeration" and t.properties["space_group"] in (25, 221)
+    assert t.properties["space_group"] == detect_space_group(t, 1e-3) and t.composition.reduced_composition == Composition("NaCl2")
+    with pytest.raises(ValueError, match="no Wyckoff pattern or space group"):
+        m.predict("Na9Cl", steps=2)  # 10 atoms: larger than every training template (at most 8)
+
+
+def test_enumerated_templates_rule():
+    got = enumerated_templates({"Ca": 2, "O": 3}, STATS, limit=5, max_atoms=20)
+    assert [(e.space_group, e.rule) for e in got] == [(25, "training_pattern"), (221, "training_pattern")]
+    assert sorted(lab for el, lab in got[1].sites if el == "Ca") == ["1a", "1b"]
+    assert enumerated_templates({"Na": 1}, {}, limit=3) == []
+
+
+def test_predict_formula_errors(tmp_path, run_dir):
+    bare = DiffCSPPP.load(tiny_run_dir(tmp_path / "bare"))
+    with pytest.raises(FileNotFoundError, match="template_index.npz.*build_template_index.py"):
+        bare.predict("SrTiO3")
+    m = DiffCSPPP.load(run_dir)
+    with pytest.raises(ValueError, match="needs a space group"):
+        m.predict("SrTiO3", wyckoff="Sr:1a Ti:1b O:3c")
+    with pytest.raises(ValueError, match="unknown element"):
+        m.predict("Xx3")
+    with pytest.raises(ValueError, match="diff_ratio"):
+        m.predict("SrTiO3", diff_ratio=1.5)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "diffcsp_pp.cli.main", *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_cli_predict_formula_alone(run_dir, tmp_path):
+    out = tmp_path / "out"
+    res = _cli("predict", "--formula", "PtInN3", "--top-k", "2", "--model", run_dir, "--steps", "3", "--out", out,
+               "--quiet")
+    assert res.returncode == 0, res.stderr
+    entries = json.loads((out / "manifest.json").read_text())["entries"]
+    assert [e["name"] for e in entries] == ["PtInN3_rank1", "PtInN3_rank2"]
+    for e in entries:
+        assert e["source"] == "template" and e["template"] and e["substitution"] and e["rank"] in (1, 2)
+        assert e["detected_space_group"] == e["space_group"] == e["template_space_group"]
+        assert (out / e["file"]).is_file()
+    bad = _cli("predict", "--formula", "Xx3", "--model", run_dir, "--out", tmp_path / "bad")
+    assert bad.returncode == 2 and "unknown element" in bad.stderr
+    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
