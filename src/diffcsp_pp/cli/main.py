@@ -422,6 +422,14 @@ def cmd_evaluate_gen(args) -> int:
     return 0
 
 
+def _add_output_args(p) -> None:
+    """Flags shared by predict and generate: network precision, output folder, quiet."""
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="network precision (bf16: faster on CPUs with AVX512-BF16; symmetry stays exact)")
+    p.add_argument("--out", required=True, help="output folder (cifs/, structures.extxyz, manifest.json)")
+    p.add_argument("--quiet", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
@@ -495,10 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="run directory or bundled model name")
     p.add_argument("--seed", type=int)
     p.add_argument("--steps", type=_positive_int, help="sampler steps (default: the paper's 999)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="network precision (bf16: faster on CPUs with AVX512-BF16; symmetry stays exact)")
-    p.add_argument("--out", required=True, help="output folder (cifs/, structures.extxyz, manifest.json)")
-    p.add_argument("--quiet", action="store_true")
+    _add_output_args(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("generate", help="generate new crystals with an ab initio model (default mp20-gen)")
@@ -509,10 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--steps", type=_positive_int, help="sampler steps (default: the paper's 999)")
     p.add_argument("--batch-size", type=_positive_int, default=100, help="crystals per sampler batch (default 100)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="network precision (bf16: faster on CPUs with AVX512-BF16; symmetry stays exact)")
-    p.add_argument("--out", required=True, help="output folder (cifs/, structures.extxyz, manifest.json)")
-    p.add_argument("--quiet", action="store_true")
+    _add_output_args(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("evaluate", help="metrics of predicted structures")

@@ -90,6 +90,7 @@ def sample_structures(
     precision: str = "fp32",
     group_size: int = 50,
     workers: int | None = None,
+    init=None,
 ):
     """Sample ``n`` structures per template.
 
@@ -99,6 +100,9 @@ def sample_structures(
     in its own thread with one intra-op thread (default: torch's thread count). Small crystals
     (Perov-5) make small matrix products that two intra-op threads share poorly; two groups side by
     side keep both cores busy.
+
+    ``init(sched, batch, generator) -> (k, x, types)`` starts each group from that state instead of
+    the prior (partial-noise refinement of template crystals, :mod:`diffcsp_pp.sample.refine`).
 
     ``precision="bf16"`` runs the network under bfloat16 autocast (faster on CPUs with AVX512-BF16;
     the sampler state and symmetry operations stay fp32/fp64; see docs/BENCHMARKS.md for its match rate).
@@ -128,7 +132,8 @@ def sample_structures(
         group = groups[g_idx]
         batch = dataset.collate(group).to(device)
         gen = torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + g_idx)
-        k, x, types = sample(model, sched, batch, gen, step_lr, timesteps, network_dtype=network_dtype)
+        start = init(sched, batch, gen) if init is not None else None
+        k, x, types = sample(model, sched, batch, gen, step_lr, timesteps, init=start, network_dtype=network_dtype)
         lattices = lattice_from_k(k.double().cpu().numpy())
         x = x.double().cpu().numpy()
         types = types.cpu().numpy()

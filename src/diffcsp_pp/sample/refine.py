@@ -33,11 +33,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..data.batch import CrystalDataset
-from ..diffusion.process import Schedules, sample
+from ..diffusion.process import Schedules
 from ..symmetry.families import project_k
-from ..symmetry.lattice_k import lattice_from_k
-from ..symmetry.templates import _symbol
 from ..symmetry.wyckoff import expand_orbits, project_noise
 
 #: Fraction of the T steps refinement starts from (METHOD §7.2 item 5).
@@ -90,38 +87,16 @@ def refine_structures(model, diffusion_config, infos: Sequence, seed: int, step_
     Returns:
         list of ``len(infos) * n`` pymatgen Structures (template-major), conventional cell.
     """
-    from pymatgen.core import Lattice, Structure
-    from tqdm import tqdm
+    from .generate import sample_structures
 
-    from .generate import PRECISIONS, _chunks
-
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
     if not infos:
         raise ValueError("no templates to refine")
     if model.config.task != "csp":
         raise ValueError("refinement needs a CSP model (atom types are given)")
-    device = next(model.parameters()).device
-    sched = Schedules(diffusion_config).to(device)
-    t0 = start_step(diffusion_config.timesteps, diff_ratio)
-    timesteps = refine_timesteps(t0, steps)
-    expanded = [i for i in infos for _ in range(n)]
-    dataset = CrystalDataset(expanded)
-    out: list = [None] * len(expanded)
-    for g_idx, group in enumerate(tqdm(_chunks(dataset.num_atoms, max_edges), desc="refine", unit="batch",
-                                       disable=not progress)):
-        batch = dataset.collate(group).to(device)
-        gen = torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + g_idx)
-        init = partial_noise_init(sched, batch, timesteps[0], gen)
-        k, x, types = sample(model, sched, batch, gen, step_lr, timesteps, init=init,
-                             network_dtype=PRECISIONS[precision])
-        lattices = lattice_from_k(k.double().cpu().numpy())
-        x = x.double().cpu().numpy()
-        types = types.cpu().numpy()
-        batch_idx = batch.batch_idx.cpu().numpy()
-        for b, idx in enumerate(group):
-            m = batch_idx == b
-            out[idx] = Structure(Lattice(lattices[b]), [_symbol(z) for z in types[m]], x[m])
-    return out
+    timesteps = refine_timesteps(start_step(diffusion_config.timesteps, diff_ratio), steps)
+
+    def init(sched, batch, generator):
+        return partial_noise_init(sched, batch, timesteps[0], generator)
+
+    return sample_structures(model, diffusion_config, infos, seed=seed, step_lr=step_lr, n=n, timesteps=timesteps,
+                             max_edges=max_edges, progress=progress, precision=precision, init=init)
