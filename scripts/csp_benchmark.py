@@ -3,7 +3,7 @@
 row's own space group and Wyckoff template, then the paper's match rate / RMSE.
 
 Usage: python scripts/csp_benchmark.py --model RUN_DIR --csv TEST.csv.gz --out DIR
-           [--limit N] [--steps K] [--step-lr G] [--seed S] [--workers W]
+           [--limit N | --subset N --subset-seed S] [--steps K] [--step-lr G] [--seed S] [--workers W]
 
 Writes DIR/<material_id>.cif (symmetrised CIFs that carry the space group), DIR/metrics.json and
 DIR/metrics.rows.csv; prints match rate, RMSE, the fraction of outputs with the template's space
@@ -25,7 +25,9 @@ def main() -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--csv", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N rows")
+    parser.add_argument("--subset", type=int, default=None, help="a fixed random subset of N rows (--subset-seed)")
+    parser.add_argument("--subset-seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: all T-1)")
     parser.add_argument("--step-lr", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -54,6 +56,11 @@ def main() -> int:
     step_lr = args.step_lr or default_step_lr(cfg)
     res = preprocess(args.csv, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=cfg.symprec), progress=False)
     infos = load_records(res.output)[: args.limit]
+    if args.subset and args.subset < len(infos):
+        import numpy as np
+
+        pick = np.random.default_rng(args.subset_seed).choice(len(infos), args.subset, replace=False)
+        infos = [infos[i] for i in sorted(pick.tolist())]
     T = cfg.diffusion.timesteps
     timesteps = respaced_timesteps(T, args.steps)
     start = time.perf_counter()
@@ -75,6 +82,7 @@ def main() -> int:
     eval_s = time.perf_counter() - start
     metrics.update({
         "model": str(args.model), "csv": str(args.csv), "precision": args.precision, "rows": len(infos), "step_lr": step_lr,
+        "subset": {"rows": args.subset, "seed": args.subset_seed} if args.subset else None,
         "sampler_steps": len(timesteps) if timesteps else T - 1, "network_evaluations": 2 * (len(timesteps) if timesteps else T - 1),
         "requested_space_group_rate": same_sg / len(infos), "sample_wall_s": round(sample_s, 1),
         "structures_per_s": round(len(infos) / sample_s, 3), "evaluate_wall_s": round(eval_s, 1),

@@ -48,18 +48,38 @@ def _reduced(structure) -> dict[str, int]:
     return {el: n // g for el, n in amounts.items()}
 
 
-def _metrics(refs, preds, args, label) -> dict:
-    from diffcsp_pp.evaluate.csp import evaluate_csp
+def _metrics(refs, preds, args, label) -> tuple[dict, dict]:
+    """(top-1, best-of-k) metrics from one evaluation of every ranked prediction."""
+    from diffcsp_pp.evaluate.csp import csp_metrics, evaluate_csp
 
     start = time.perf_counter()
-    metrics, _ = evaluate_csp(refs, preds, workers=args.workers, fingerprint=not args.no_fingerprint,
-                              progress=not args.quiet)
-    metrics.pop("protocol", None)
-    metrics["eval_wall_s"] = round(time.perf_counter() - start, 1)
-    print(f"{label:<24} match rate {100 * metrics['match_rate']:.2f} %  RMSE "
-          f"{metrics['rmse'] if metrics['rmse'] is None else round(metrics['rmse'], 4)}  "
-          f"(ungated {100 * metrics['match_rate_ungated']:.2f} %)", flush=True)
-    return metrics
+    _, rows = evaluate_csp(refs, preds, workers=args.workers, fingerprint=not args.no_fingerprint,
+                           progress=not args.quiet)
+    wall = round(time.perf_counter() - start, 1)
+    out = []
+    for first, name in ((1, "top-1"), (None, f"best-of-{args.top_k}")):
+        metrics = csp_metrics(rows, fingerprint=not args.no_fingerprint, first=first)
+        metrics.pop("protocol", None)
+        metrics["eval_wall_s"] = wall  # of the shared evaluation
+        print(f"{label + ' ' + name:<28} match rate {100 * metrics['match_rate']:.2f} %  RMSE "
+              f"{metrics['rmse'] if metrics['rmse'] is None else round(metrics['rmse'], 4)}  "
+              f"(ungated {100 * metrics['match_rate_ungated']:.2f} %)", flush=True)
+        out.append(metrics)
+    return out[0], out[1]
+
+
+def _cached(path: Path, make):
+    """Structures of one refinement chunk: loaded from ``path`` (JSON of Structure dicts) if a previous
+    run wrote it, else made and written, so an interrupted benchmark resumes where it stopped."""
+    from pymatgen.core import Structure
+
+    if path.is_file():
+        return [Structure.from_dict(d) for d in json.loads(path.read_text())]
+    structures = make()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([st.as_dict() for st in structures]))
+    tmp.replace(path)
+    return structures
 
 
 def main(argv=None) -> int:
@@ -76,7 +96,7 @@ def main(argv=None) -> int:
     parser.add_argument("--step-lr", type=float, help="Langevin step (default: the model's CSP default)")
     parser.add_argument("--fallback-steps", type=int, help="sampler steps for rows without a template (default 999)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--chunk", type=int, default=1000, help="test rows per refinement call")
+    parser.add_argument("--chunk", type=int, default=100, help="test rows per refinement call (and per saved file)")
     parser.add_argument("--workers", type=int, default=1, help="evaluation processes")
     parser.add_argument("--no-fingerprint", action="store_true", help="no CrystalNN fingerprint in the validity gate")
     parser.add_argument("--ranker", choices=["model", "euclidean", "mlp", "mlp_no_exact_first"], default="model",
@@ -86,6 +106,8 @@ def main(argv=None) -> int:
                         help="instead of the benchmark: compare substitution property sets on validation rows")
     parser.add_argument("--study-rows", type=int, default=600)
     parser.add_argument("--out", required=True, help="JSON file (runs are merged into it)")
+    parser.add_argument("--work", help="folder of finished refinement chunks (default: next to --out); a rerun "
+                                       "with the same settings reuses them")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
@@ -136,6 +158,21 @@ def main(argv=None) -> int:
         rows = sorted(np.random.default_rng(args.subset_seed).choice(len(raws), args.limit, replace=False).tolist())
     refs = [(raws[i].material_id, parse_cif(raws[i].cif)) for i in rows]
     print(f"{len(refs)} test rows of {test.name}; {len(index)} templates; ranker {scorer.kind}", flush=True)
+    subset = None if len(refs) == len(raws) else {"rows": len(refs), "of": len(raws), "seed": args.subset_seed}
+    label = args.label or f"{'all' if subset is None else len(refs)}rows_top{args.top_k}" \
+                          f"{'' if not args.no_fingerprint else '_nofp'}{'' if args.ranker == 'model' else '_' + args.ranker}"
+    import hashlib
+
+    weights = hashlib.sha256((model.path / "model.safetensors").read_bytes()).hexdigest()
+    settings = {"model": str(model.path.resolve()), "weights_sha256": weights, "test": str(test.resolve()), "rows": rows, "ranker": args.ranker,
+                "top_k": args.top_k, "diff_ratio": args.diff_ratio, "steps": args.steps, "step_lr": lr,
+                "fallback_steps": args.fallback_steps, "seed": args.seed, "chunk": args.chunk}
+    work = Path(args.work) if args.work else Path(args.out).parent / f"{Path(args.out).stem}.{label}.work"
+    work.mkdir(parents=True, exist_ok=True)
+    if (work / "settings.json").is_file() and json.loads((work / "settings.json").read_text()) != settings:
+        print(f"error: {work} holds chunks of other settings; remove it or give another --work", file=sys.stderr)
+        return 2
+    (work / "settings.json").write_text(json.dumps(settings))
 
     # retrieval + substitution
     start = time.perf_counter()
@@ -157,8 +194,9 @@ def main(argv=None) -> int:
     for c, lo in enumerate(range(0, len(mids), args.chunk)):
         chunk = mids[lo : lo + args.chunk]
         infos = [cand.info for mid in chunk for cand in cands[mid]]
-        out = iter(refine_structures(model.model, model.config.diffusion, infos, seed=args.seed + c, step_lr=lr,
-                                     diff_ratio=args.diff_ratio, steps=args.steps, progress=not args.quiet))
+        out = iter(_cached(work / f"refined_{c:04d}.json", lambda infos=infos, c=c: refine_structures(
+            model.model, model.config.diffusion, infos, seed=args.seed + c, step_lr=lr, diff_ratio=args.diff_ratio,
+            steps=args.steps, progress=not args.quiet)))
         for mid in chunk:
             refined[mid] = [next(out) for _ in cands[mid]]
         if not args.quiet:
@@ -178,25 +216,22 @@ def main(argv=None) -> int:
             plan.append((mid, [build_template(e.space_group, e.sites) for e in ranked]))
         templates = [t for _, ts in plan for t in ts]
         if templates:
-            out = iter(sample_structures(model.model, model.config.diffusion, templates, seed=args.seed + 10_000,
-                                         step_lr=lr, timesteps=respaced_timesteps(model.config.diffusion.timesteps,
-                                                                                  args.fallback_steps)))
+            out = iter(_cached(work / "fallback.json", lambda: sample_structures(
+                model.model, model.config.diffusion, templates, seed=args.seed + 10_000, step_lr=lr,
+                timesteps=respaced_timesteps(model.config.diffusion.timesteps, args.fallback_steps))))
             for mid, ts in plan:
                 if ts:
                     refined[mid] = [next(out) for _ in ts]
     fallback_s = time.perf_counter() - start
 
-    results = {
-        "template_only_top1": _metrics(refs, {m: p[:1] for m, p in template_only.items()}, args, "template only top-1"),
-        f"template_only_best_of_{args.top_k}": _metrics(refs, template_only, args, f"template only best-of-{args.top_k}"),
-        "refined_top1": _metrics(refs, {m: p[:1] for m, p in refined.items()}, args, "refined top-1"),
-        f"refined_best_of_{args.top_k}": _metrics(refs, refined, args, f"refined best-of-{args.top_k}"),
-    }
+    results = {}
+    for name, preds in (("template_only", template_only), ("refined", refined)):
+        results[f"{name}_top1"], results[f"{name}_best_of_{args.top_k}"] = _metrics(refs, preds, args, name)
     known = None if test.is_dir() else find_by_checksum(content_hash(test))
     n_refined = sum(len(v) for v in cands.values())
     run = {
         "test": test.name, "test_registry_name": known.name if known else None, "rows": len(refs),
-        "subset": None if len(refs) == len(raws) else {"rows": len(refs), "of": len(raws), "seed": args.subset_seed},
+        "subset": subset,
         "ranker": {"kind": scorer.kind, "exact_first": scorer.exact_first,
                    "source": "template_scorer.json" if args.ranker == "model" else f"--ranker {args.ranker}"},
         "top_k": args.top_k, "diff_ratio": args.diff_ratio, "t0": t0,
@@ -210,8 +245,6 @@ def main(argv=None) -> int:
         "results": results,
         "command": " ".join(["python scripts/template_benchmark.py", *(argv if argv is not None else sys.argv[1:])]),
     }
-    label = args.label or f"{'all' if run['subset'] is None else len(refs)}rows_top{args.top_k}" \
-                          f"{'' if not args.no_fingerprint else '_nofp'}{'' if args.ranker == 'model' else '_' + args.ranker}"
     out = Path(args.out)
     payload = json.loads(out.read_text()) if out.is_file() else {}
     payload.update({

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from diffcsp_pp.evaluate.csp import evaluate_csp
+from diffcsp_pp.evaluate.csp import csp_metrics, evaluate_csp
 from diffcsp_pp.evaluate.validity import composition_valid, structure_valid
 
 
@@ -66,6 +66,26 @@ def test_gating_missing_rows_and_best_of_n():
     assert rows[0].best_rms_gated is not None and rows[0].num_predictions == 2
     assert rows[1].gt_valid is False and rows[1].best_rms is not None and rows[1].best_rms_gated is None
     assert rows[2].num_predictions == 0 and rows[2].best_rms is None
+
+
+def test_first_k_predictions_equal_a_separate_evaluation():
+    """Top-1 figures taken from a best-of-n evaluation (``csp_metrics(first=1)``) are those of
+    evaluating the first prediction alone."""
+    gt = _perovskite()
+    far = _perovskite()
+    far.lattice = Lattice.tetragonal(3.9, 6.5)  # c/a = 1.67: beyond ltol even after volume scaling
+    refs = [("a", gt), ("b", gt), ("c", gt)]
+    preds = {"a": [far, _perovskite(shift=0.01)], "b": [_perovskite(shift=0.02), far], "c": [far]}
+    _, rows = evaluate_csp(refs, preds, fingerprint=False, progress=False)
+    assert rows[0].rms[0] is None and rows[0].rms[1] is not None and rows[0].valid == (True, True)
+    top1_alone, _ = evaluate_csp(refs, {m: p[:1] for m, p in preds.items()}, fingerprint=False, progress=False)
+    top1 = csp_metrics(rows, fingerprint=False, first=1)
+    for key in ("match_rate", "rmse", "match_rate_ungated", "counts"):
+        assert top1[key] == top1_alone[key]
+    assert top1["match_rate"] == pytest.approx(1 / 3)  # only b's first prediction matches
+    assert csp_metrics(rows, fingerprint=False)["match_rate"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="first"):
+        csp_metrics(rows, first=0)
 
 
 def test_lower_symmetry_copy_is_matched_as_documented():

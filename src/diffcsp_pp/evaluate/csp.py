@@ -23,7 +23,9 @@ MATCHER_SETTINGS = {"stol": 0.5, "angle_tol": 10.0, "ltol": 0.3}
 
 @dataclass
 class RowResult:
-    """Evaluation of one reference row."""
+    """Evaluation of one reference row. ``rms`` and ``valid`` hold one entry per prediction, in the
+    order given (RMS None = no match), so metrics over the first k predictions need no re-matching
+    (:func:`csp_metrics` with ``first=k``)."""
 
     row: int
     material_id: str
@@ -32,6 +34,16 @@ class RowResult:
     best_rms: float | None  # best RMS over predictions, ungated
     best_rms_gated: float | None  # best RMS over valid predictions, if the reference is valid
     valid_predictions: int
+    rms: tuple = ()
+    valid: tuple = ()
+
+    def first(self, k: int) -> RowResult:
+        """The same row judged on its first k predictions only."""
+        rms, valid = self.rms[:k], self.valid[:k]
+        matched = [r for r in rms if r is not None]
+        gated = [r for r, v in zip(rms, valid) if r is not None and v and self.gt_valid]
+        return RowResult(self.row, self.material_id, len(rms), self.gt_valid, min(matched, default=None),
+                         min(gated, default=None), sum(valid), rms, valid)
 
 
 def _validity(structure, fingerprint: bool) -> bool:
@@ -52,21 +64,16 @@ def evaluate_row(args) -> RowResult:
     warnings.simplefilter("ignore")
     matcher = StructureMatcher(**MATCHER_SETTINGS)
     gt_valid = _validity(gt, fingerprint)
-    best = best_gated = None
-    n_valid = 0
+    all_rms, all_valid = [], []
     for pred in preds:
         try:
             rms = matcher.get_rms_dist(pred, gt)
         except Exception:  # noqa: BLE001 - an unmatchable prediction is a miss
             rms = None
-        rms = None if rms is None else float(rms[0])
-        valid = _validity(pred, fingerprint)
-        n_valid += valid
-        if rms is not None:
-            best = rms if best is None else min(best, rms)
-            if valid and gt_valid:
-                best_gated = rms if best_gated is None else min(best_gated, rms)
-    return RowResult(row, material_id, len(preds), gt_valid, best, best_gated, n_valid)
+        all_rms.append(None if rms is None else float(rms[0]))
+        all_valid.append(_validity(pred, fingerprint))
+    judged = RowResult(row, material_id, 0, gt_valid, None, None, 0, tuple(all_rms), tuple(all_valid))
+    return judged.first(len(all_rms))
 
 
 def evaluate_csp(references, predictions, workers: int = 1, fingerprint: bool = True, progress: bool = True):
@@ -99,11 +106,22 @@ def evaluate_csp(references, predictions, workers: int = 1, fingerprint: bool = 
                 results.append(res)
                 bar.update()
     bar.close()
+    metrics = csp_metrics(results, fingerprint=fingerprint)
+    return metrics, results
+
+
+def csp_metrics(results: list[RowResult], fingerprint: bool = True, first: int | None = None) -> dict:
+    """Match rate, RMSE (gated and ungated) and counts over evaluated rows; with ``first=k`` only each
+    row's first k predictions count (top-1 of a ranked list, best-of-k of a longer one)."""
+    if first is not None:
+        if first < 1:
+            raise ValueError(f"first must be >= 1, got {first}")
+        results = [r.first(first) for r in results]
     n = len(results)
     gated = [r.best_rms_gated for r in results if r.best_rms_gated is not None]
     ungated = [r.best_rms for r in results if r.best_rms is not None]
     predicted = [r for r in results if r.num_predictions > 0]
-    metrics = {
+    return {
         "match_rate": len(gated) / n,
         "rmse": float(np.mean(gated)) if gated else None,
         "match_rate_ungated": len(ungated) / n,
@@ -114,7 +132,7 @@ def evaluate_csp(references, predictions, workers: int = 1, fingerprint: bool = 
         ),
         "counts": {
             "rows": n,
-            "rows_with_predictions": sum(r.num_predictions > 0 for r in results),
+            "rows_with_predictions": len(predicted),
             "predictions": sum(r.num_predictions for r in results),
             "valid_predictions": sum(r.valid_predictions for r in results),
             "valid_references": sum(r.gt_valid for r in results),
@@ -125,11 +143,10 @@ def evaluate_csp(references, predictions, workers: int = 1, fingerprint: bool = 
             "structure_matcher": {**MATCHER_SETTINGS, "primitive_cell": True, "scale": True},
             "validity_gate": ["smact_composition", "min_distance_0.5A", "volume_0.1A3"]
             + (["crystalnn_fingerprint"] if fingerprint else []),
-            "best_of_n": True,
+            "best_of_n": True if first is None else f"first {first}",
             "rmse": "mean over matched rows of get_rms_dist()[0], normalised by (V/N)^(1/3)",
         },
     }
-    return metrics, results
 
 
 def write_rows_csv(path, results) -> None:
@@ -137,6 +154,9 @@ def write_rows_csv(path, results) -> None:
     import csv
 
     table = [asdict(r) for r in results]
+    for t in table:  # per-prediction fields as "a;b;c" ("" = no match)
+        t["rms"] = ";".join("" if x is None else f"{x:.6g}" for x in t["rms"])
+        t["valid"] = ";".join(str(int(v)) for v in t["valid"])
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(table[0]))
         writer.writeheader()
