@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import DataError
-from .symmetry.analyze import detect_space_group
 from .symmetry.enumerate import parse_formula, wyckoff_assignments
 from .symmetry.families import check_space_group
 from .symmetry.templates import SymmetryTemplate, build_template
@@ -39,14 +38,13 @@ from .symmetry.wyckoff import wyckoff_position
 
 #: Largest conventional cell the API builds from a reduced formula.
 MAX_ATOMS = 200
-#: Spglib tolerance (Å) of the symmetry check of every output.
-CHECK_SYMPREC = 1e-3
 #: Bundled models (package data, added as they are trained): name -> folder under ``pretrained/``.
 BUNDLED = {"mp20-csp": "mp20-csp", "mp20-gen": "mp20-gen", "perov5-csp": "perov5-csp"}
 DEFAULT_CSP = "mp20-csp"
 DEFAULT_GEN = "mp20-gen"
-#: Extra sampling rounds for generated crystals whose types raised the space group (see generate_many).
-GEN_RETRIES = 3
+#: Extra sampling rounds for outputs that came out with a supergroup of the requested space group
+#: (:func:`diffcsp_pp.sample.generate.keep_group`).
+RETRIES = 3
 
 _SITE = re.compile(r"^([A-Z][a-z]?):(\d*[a-zA])$")
 
@@ -194,7 +192,7 @@ class DiffCSPPP:
         import numpy as np
 
         from .retrieval.retrieve import retrieve
-        from .sample.generate import default_step_lr
+        from .sample.generate import default_step_lr, keep_group
         from .sample.refine import refine_structures, start_step
 
         if self.config.task != "csp":
@@ -212,12 +210,13 @@ class DiffCSPPP:
         if not candidates:
             return self._predict_enumerated(formula, comp, index.max_atoms, n, seed, steps, lr, precision)
         chosen = [candidates[i % len(candidates)] for i in range(n)]
-        structures = refine_structures(self.model, self.config.diffusion, [c.info for c in chosen], seed=seed,
-                                       step_lr=lr, diff_ratio=diff_ratio, steps=steps, precision=precision)
+        structures = keep_group(
+            lambda idx, sd: refine_structures(self.model, self.config.diffusion, [chosen[i].info for i in idx], seed=sd,
+                                              step_lr=lr, diff_ratio=diff_ratio, steps=steps, precision=precision),
+            [c.template_space_group for c in chosen], seed, RETRIES)
         for s, c in zip(structures, chosen, strict=True):
             s.properties.update({
                 **c.provenance(), "space_group": c.template_space_group,
-                "detected_space_group": detect_space_group(s, CHECK_SYMPREC),
                 "wyckoff": " ".join(f"{el}:{lab}" for el, lab in zip(c.info.species, c.info.wyckoff_letters, strict=True)),
                 "diff_ratio": diff_ratio, "seed": seed,
             })
@@ -228,7 +227,7 @@ class DiffCSPPP:
         enumerated templates (:mod:`diffcsp_pp.retrieval.fallback`)."""
         from .diffusion.process import respaced_timesteps
         from .retrieval.fallback import enumerated_templates
-        from .sample.generate import sample_structures
+        from .sample.generate import keep_group, sample_structures
 
         ranked = enumerated_templates(comp, self.pattern_counts, limit=n, max_atoms=max_atoms or MAX_ATOMS)
         if not ranked:
@@ -238,13 +237,15 @@ class DiffCSPPP:
                              f"(or of a multiple), and {why}; give a space group")
         chosen = [ranked[i % len(ranked)] for i in range(n)]
         templates = [build_template(e.space_group, e.sites) for e in chosen]
-        structures = sample_structures(self.model, self.config.diffusion, templates, seed=seed, step_lr=lr,
-                                       timesteps=respaced_timesteps(self.config.diffusion.timesteps, steps),
-                                       precision=precision)
+        timesteps = respaced_timesteps(self.config.diffusion.timesteps, steps)
+        structures = keep_group(
+            lambda idx, sd: sample_structures(self.model, self.config.diffusion, [templates[i] for i in idx], seed=sd,
+                                              step_lr=lr, timesteps=timesteps, precision=precision),
+            [t.space_group for t in templates], seed, RETRIES)
         for i, (s, e, t) in enumerate(zip(structures, chosen, templates, strict=True)):
             s.properties.update({
                 "source": "enumerated", "rank": i % len(ranked) + 1, "score": e.score, "rule": e.rule,
-                "space_group": e.space_group, "detected_space_group": detect_space_group(s, CHECK_SYMPREC),
+                "space_group": e.space_group,
                 "wyckoff": " ".join(f"{el}:{lab}" for el, lab in zip(t.species, t.wyckoff_letters, strict=True)),
                 "formula_units": e.formula_units, "seed": seed,
             })
@@ -258,7 +259,7 @@ class DiffCSPPP:
         import numpy as np
 
         from .diffusion.process import respaced_timesteps
-        from .sample.generate import default_step_lr, sample_structures
+        from .sample.generate import default_step_lr, keep_group, sample_structures
 
         if self.config.task != "csp":
             raise ValueError(f"{self.path} is an ab initio generation model; predict needs a CSP model")
@@ -276,11 +277,13 @@ class DiffCSPPP:
         seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
         timesteps = respaced_timesteps(self.config.diffusion.timesteps, steps)
         lr = step_lr if step_lr is not None else default_step_lr(self.config)
-        structures = sample_structures(self.model, self.config.diffusion, [t for t, _, _ in flat], seed=seed,
-                                       step_lr=lr, timesteps=timesteps, precision=precision)
+        structures = keep_group(
+            lambda idx, sd: sample_structures(self.model, self.config.diffusion, [flat[i][0] for i in idx], seed=sd,
+                                              step_lr=lr, timesteps=timesteps, precision=precision),
+            [t.space_group for t, _, _ in flat], seed, RETRIES)
         for s, (t, a, z) in zip(structures, flat, strict=True):
             s.properties.update({
-                "space_group": t.space_group, "detected_space_group": detect_space_group(s, CHECK_SYMPREC),
+                "space_group": t.space_group,
                 "wyckoff": " ".join(f"{el}:{lab}" for el, lab in zip(t.species, t.wyckoff_letters)),
                 "formula_units": z, "seed": seed,
             })
@@ -327,21 +330,22 @@ class DiffCSPPP:
 
     def generate_many(self, plan: Sequence[tuple[int, Sequence[str]]], seed: int | None = None,
                       steps: int | None = None, step_lr: float | None = None, progress: bool = False,
-                      precision: str = "fp32", retries: int = GEN_RETRIES):
+                      precision: str = "fp32", retries: int = RETRIES):
         """One generated crystal per (space group, Wyckoff labels) item of ``plan``, in one sampler pass.
 
         Coordinates and lattice keep the template's group by construction, but generated *types* can
         raise it: two orbits that receive the same element may together form a smaller, more
         symmetric lattice (Pt on 4a and 4b of Fm-3m is a simple cubic Pt lattice, Pm-3m). Crystals
         whose spglib group (1e-3 Å) is not the requested one are sampled again with a new random
-        stream, up to ``retries`` rounds; ``properties["attempts"]`` says how many draws a crystal
+        stream, up to ``retries`` rounds (:func:`~diffcsp_pp.sample.generate.keep_group`; predict
+        does the same); ``properties["attempts"]`` says how many draws a crystal
         took, and a crystal still off after the last round is returned as is (its
         ``detected_space_group`` shows it; the manifest's rate counts it).
         """
         import numpy as np
 
         from .diffusion.process import respaced_timesteps
-        from .sample.generate import default_step_lr, sample_structures
+        from .sample.generate import default_step_lr, keep_group, sample_structures
 
         if self.config.task != "gen":
             raise ValueError(f"{self.path} is a CSP model; generate needs an ab initio (gen) model, e.g. mp20-gen")
@@ -350,26 +354,18 @@ class DiffCSPPP:
         seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
         timesteps = respaced_timesteps(self.config.diffusion.timesteps, steps)
         lr = step_lr if step_lr is not None else default_step_lr(self.config)
-        out: list = [None] * len(templates)
-        todo = list(range(len(templates)))
-        for attempt in range(1, retries + 2):
-            batch_seed = seed if attempt == 1 else seed * 7919 + 104_729 * attempt  # a fresh stream per round
-            structures = sample_structures(self.model, self.config.diffusion, [templates[i] for i in todo],
-                                           seed=batch_seed, step_lr=lr, timesteps=timesteps, progress=progress,
-                                           precision=precision)
-            for i, s in zip(todo, structures, strict=True):
-                t = templates[i]
-                anchors = np.unique(t.anchor_idx)
-                s.properties.update({
-                    "space_group": t.space_group, "detected_space_group": detect_space_group(s, CHECK_SYMPREC),
-                    "wyckoff": " ".join(f"{s[int(a)].specie}:{lab}" for a, lab in zip(anchors, t.wyckoff_letters)),
-                    "seed": seed, "attempts": attempt,
-                })
-                out[i] = s
-            todo = [i for i in todo if out[i].properties["detected_space_group"] != templates[i].space_group]
-            if not todo:
-                break
-        return out
+        structures = keep_group(
+            lambda idx, sd: sample_structures(self.model, self.config.diffusion, [templates[i] for i in idx], seed=sd,
+                                              step_lr=lr, timesteps=timesteps, progress=progress, precision=precision),
+            [t.space_group for t in templates], seed, retries)
+        for s, t in zip(structures, templates, strict=True):
+            anchors = np.unique(t.anchor_idx)
+            s.properties.update({
+                "space_group": t.space_group,
+                "wyckoff": " ".join(f"{s[int(a)].specie}:{lab}" for a, lab in zip(anchors, t.wyckoff_letters)),
+                "seed": seed,
+            })
+        return structures
 
 
 def _multiple_of(got: dict[str, int], comp: dict[str, int]) -> int | None:

@@ -246,11 +246,12 @@ def _predict_csv(args, model, writer, done, seed) -> None:
     """Benchmark mode: one prediction per row from the row's own space group and Wyckoff template."""
     from tqdm import tqdm
 
+    from ..api import RETRIES
     from ..data.preprocess import PreprocessConfig, preprocess
     from ..data.registry import default_cache_dir
     from ..data.store import load_records
     from ..diffusion.process import respaced_timesteps
-    from ..sample.generate import default_step_lr, sample_structures
+    from ..sample.generate import default_step_lr, keep_group, sample_structures
 
     res = preprocess(args.csv, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=model.config.symprec),
                      progress=not args.quiet)
@@ -259,9 +260,13 @@ def _predict_csv(args, model, writer, done, seed) -> None:
     lr = default_step_lr(model.config)
     chunks = [infos[i : i + args.batch_size] for i in range(0, len(infos), args.batch_size)]
     for c, chunk in enumerate(tqdm(chunks, desc="predict", unit="batch", disable=args.quiet)):
-        structures = sample_structures(model.model, model.config.diffusion, chunk, seed=seed + c, step_lr=lr,
-                                       timesteps=timesteps, precision=args.precision)
+        structures = keep_group(
+            lambda idx, sd, chunk=chunk: sample_structures(model.model, model.config.diffusion, [chunk[i] for i in idx],
+                                                           seed=sd, step_lr=lr, timesteps=timesteps,
+                                                           precision=args.precision),
+            [i.space_group for i in chunk], seed + c, RETRIES)
         writer.add((i.structure_id, s, {"space_group": i.space_group, "seed": seed + c,
+                                        "attempts": s.properties["attempts"],
                                         "wyckoff": " ".join(f"{e}:{w}" for e, w in zip(i.species, i.wyckoff_letters))})
                    for i, s in zip(chunk, structures, strict=True))
 
