@@ -128,7 +128,7 @@ def render(out: Path) -> str:
         m = _load(out / job / "metrics.json")
         p1, p2 = PAPER_CSPML[dataset]
         if m is None or not m.get("runs"):
-            lines.append(f"| {label} | {model} | not run | | | | {p1} | {p2} |")
+            lines.append(f"| {label} | {model} | not run | | | | | {p1} | {p2} |")
             continue
         for run_label, r in m["runs"].items():
             res, k = r.get("results", {}), r.get("top_k")
