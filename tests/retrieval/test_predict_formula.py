@@ -100,3 +100,32 @@ def test_cli_predict_formula_alone(run_dir, tmp_path):
     bad = _cli("predict", "--formula", "Xx3", "--model", run_dir, "--out", tmp_path / "bad")
     assert bad.returncode == 2 and "unknown element" in bad.stderr
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_share_dead_ends_are_not_retried():
+    """Sharing 16 interchangeable 1a orbits among Sr2FeCuSO3 x2 works; with one orbit too few it must
+    fail fast (the search once permuted equal orbits for minutes before giving up)."""
+    import time
+
+    from diffcsp_pp.retrieval.fallback import _share
+
+    target = {"Sr": 4, "Fe": 2, "Cu": 2, "S": 2, "O": 6}
+    sites = _share(["1a"] * 16, [1] * 16, target)
+    assert sites is not None and sorted(el for el, _ in sites) == sorted(el for el, n in target.items() for _ in range(n))
+    start = time.perf_counter()
+    assert _share(["4a"] + ["1a"] * 20, [4] + [1] * 20, {"Sr": 3, "Fe": 3, "Cu": 3, "S": 3, "O": 12}) is not None
+    assert _share(["4a"] + ["1a"] * 20, [4] + [1] * 20, {"Sr": 3, "Fe": 3, "Cu": 3, "S": 3, "O": 13}) is None
+    assert time.perf_counter() - start < 5.0
+
+
+def test_wyckoff_assignments_infeasible_last_element_is_fast():
+    """An element that fits nowhere ends the search once per state, not once per placement of the
+    elements before it."""
+    import time
+
+    from diffcsp_pp.symmetry.enumerate import wyckoff_assignments
+
+    start = time.perf_counter()
+    # Pm-3m: multiplicities 1, 1, 3, 3, 6, ...; 5 atoms of O cannot be formed without reusing 1a/1b
+    assert wyckoff_assignments(221, {"Sr": 1, "Ti": 1, "Ba": 3, "Ca": 3, "O": 2}) == []
+    assert time.perf_counter() - start < 5.0

@@ -51,10 +51,17 @@ def _share(labels: list[str], mults: list[int], target: dict[str, int]) -> list[
     elements = list(target)
     left = dict(target)
     chosen: list[str | None] = [None] * len(labels)
+    # (orbit position, counts still to place) known to have no completion; without it, orbits of
+    # equal multiplicity are permuted among the elements over and over before a dead end
+    # (minutes for Sr2FeCuSO3 against a 20-orbit pattern)
+    dead: set[tuple] = set()
 
     def go(pos: int) -> bool:
         if pos == len(order):
             return all(v == 0 for v in left.values())
+        state = (pos, *left.values())
+        if state in dead:
+            return False
         i = order[pos]
         for el in elements:
             if left[el] >= mults[i]:
@@ -63,6 +70,7 @@ def _share(labels: list[str], mults: list[int], target: dict[str, int]) -> list[
                 if go(pos + 1):
                     return True
                 left[el] += mults[i]
+        dead.add(state)
         return False
 
     if not go(0):

@@ -65,12 +65,20 @@ def wyckoff_assignments(
             yield from per_element(count - wp.multiplicity, idx if wp.dof > 0 else idx + 1, next_used, chosen)
             chosen.pop()
 
+    # (element index, fixed positions taken) from which no completion exists: without this memo an
+    # element that fits nowhere is retried under every placement of the elements before it
+    # (exponential in the number of elements; minutes for Sr2FeCuSO3 in some groups).
+    dead: set[tuple[int, frozenset]] = set()
+
     def over_elements(i: int, used: frozenset, acc: list):
         if len(results) >= limit:
             return
         if i == len(elements):
             results.append(list(acc))
             return
+        if (i, used) in dead:
+            return
+        before = len(results)
         el = elements[i]
         for labels, now_used in per_element(int(composition[el]), 0, used, []):
             acc.extend((el, label) for label in labels)
@@ -78,6 +86,8 @@ def wyckoff_assignments(
             del acc[len(acc) - len(labels):]
             if len(results) >= limit:
                 return
+        if len(results) == before:
+            dead.add((i, used))
 
     over_elements(0, frozenset(), [])
     return results
