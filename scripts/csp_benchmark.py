@@ -41,7 +41,6 @@ def main() -> int:
     import torch
 
     from diffcsp_pp.allocator import tune_allocator
-    from diffcsp_pp.api import RETRIES
     from diffcsp_pp.data.preprocess import PreprocessConfig, preprocess
     from diffcsp_pp.data.registry import default_cache_dir
     from diffcsp_pp.data.sources import parse_cif, read_crystals
@@ -70,7 +69,7 @@ def main() -> int:
     preds = keep_group(lambda idx, sd: sample_structures(model, cfg.diffusion, [infos[i] for i in idx], seed=sd,
                                                          step_lr=step_lr, timesteps=timesteps, progress=True,
                                                          precision=args.precision),
-                       [i.space_group for i in infos], args.seed, RETRIES)
+                       [i.space_group for i in infos], args.seed)
     sample_s = time.perf_counter() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -42,9 +42,6 @@ MAX_ATOMS = 200
 BUNDLED = {"mp20-csp": "mp20-csp", "mp20-gen": "mp20-gen", "perov5-csp": "perov5-csp"}
 DEFAULT_CSP = "mp20-csp"
 DEFAULT_GEN = "mp20-gen"
-#: Extra sampling rounds for outputs that came out with a supergroup of the requested space group
-#: (:func:`diffcsp_pp.sample.generate.keep_group`).
-RETRIES = 3
 
 _SITE = re.compile(r"^([A-Z][a-z]?):(\d*[a-zA])$")
 
@@ -213,7 +210,7 @@ class DiffCSPPP:
         structures = keep_group(
             lambda idx, sd: refine_structures(self.model, self.config.diffusion, [chosen[i].info for i in idx], seed=sd,
                                               step_lr=lr, diff_ratio=diff_ratio, steps=steps, precision=precision),
-            [c.template_space_group for c in chosen], seed, RETRIES)
+            [c.template_space_group for c in chosen], seed)
         for s, c in zip(structures, chosen, strict=True):
             s.properties.update({
                 **c.provenance(), "space_group": c.template_space_group,
@@ -241,7 +238,7 @@ class DiffCSPPP:
         structures = keep_group(
             lambda idx, sd: sample_structures(self.model, self.config.diffusion, [templates[i] for i in idx], seed=sd,
                                               step_lr=lr, timesteps=timesteps, precision=precision),
-            [t.space_group for t in templates], seed, RETRIES)
+            [t.space_group for t in templates], seed)
         for i, (s, e, t) in enumerate(zip(structures, chosen, templates, strict=True)):
             s.properties.update({
                 "source": "enumerated", "rank": i % len(ranked) + 1, "score": e.score, "rule": e.rule,
@@ -280,7 +277,7 @@ class DiffCSPPP:
         structures = keep_group(
             lambda idx, sd: sample_structures(self.model, self.config.diffusion, [flat[i][0] for i in idx], seed=sd,
                                               step_lr=lr, timesteps=timesteps, precision=precision),
-            [t.space_group for t, _, _ in flat], seed, RETRIES)
+            [t.space_group for t, _, _ in flat], seed)
         for s, (t, a, z) in zip(structures, flat, strict=True):
             s.properties.update({
                 "space_group": t.space_group,
@@ -330,15 +327,15 @@ class DiffCSPPP:
 
     def generate_many(self, plan: Sequence[tuple[int, Sequence[str]]], seed: int | None = None,
                       steps: int | None = None, step_lr: float | None = None, progress: bool = False,
-                      precision: str = "fp32", retries: int = RETRIES):
+                      precision: str = "fp32", retries: int | None = None):
         """One generated crystal per (space group, Wyckoff labels) item of ``plan``, in one sampler pass.
 
         Coordinates and lattice keep the template's group by construction, but generated *types* can
         raise it: two orbits that receive the same element may together form a smaller, more
         symmetric lattice (Pt on 4a and 4b of Fm-3m is a simple cubic Pt lattice, Pm-3m). Crystals
         whose spglib group (1e-3 Å) is not the requested one are sampled again with a new random
-        stream, up to ``retries`` rounds (:func:`~diffcsp_pp.sample.generate.keep_group`; predict
-        does the same); ``properties["attempts"]`` says how many draws a crystal
+        stream, up to ``retries`` rounds (default: :func:`~diffcsp_pp.sample.generate.keep_group`'s;
+        predict does the same); ``properties["attempts"]`` says how many draws a crystal
         took, and a crystal still off after the last round is returned as is (its
         ``detected_space_group`` shows it; the manifest's rate counts it).
         """
@@ -357,7 +354,7 @@ class DiffCSPPP:
         structures = keep_group(
             lambda idx, sd: sample_structures(self.model, self.config.diffusion, [templates[i] for i in idx], seed=sd,
                                               step_lr=lr, timesteps=timesteps, progress=progress, precision=precision),
-            [t.space_group for t in templates], seed, retries)
+            [t.space_group for t in templates], seed, **({} if retries is None else {"retries": retries}))
         for s, t in zip(structures, templates, strict=True):
             anchors = np.unique(t.anchor_idx)
             s.properties.update({

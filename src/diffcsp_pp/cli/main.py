@@ -246,7 +246,6 @@ def _predict_csv(args, model, writer, done, seed) -> None:
     """Benchmark mode: one prediction per row from the row's own space group and Wyckoff template."""
     from tqdm import tqdm
 
-    from ..api import RETRIES
     from ..data.preprocess import PreprocessConfig, preprocess
     from ..data.registry import default_cache_dir
     from ..data.store import load_records
@@ -264,7 +263,7 @@ def _predict_csv(args, model, writer, done, seed) -> None:
             lambda idx, sd, chunk=chunk: sample_structures(model.model, model.config.diffusion, [chunk[i] for i in idx],
                                                            seed=sd, step_lr=lr, timesteps=timesteps,
                                                            precision=args.precision),
-            [i.space_group for i in chunk], seed + c, RETRIES)
+            [i.space_group for i in chunk], seed + c)
         writer.add((i.structure_id, s, {"space_group": i.space_group, "seed": seed + c,
                                         "attempts": s.properties["attempts"],
                                         "wyckoff": " ".join(f"{e}:{w}" for e, w in zip(i.species, i.wyckoff_letters))})
