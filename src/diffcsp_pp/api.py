@@ -139,7 +139,7 @@ class DiffCSPPP:
     # ------------------------------------------------------------------------------- predict
     def predict(self, formula: str, space_group: int | None = None, wyckoff=None, n: int = 1,
                 seed: int | None = None, steps: int | None = None, step_lr: float | None = None,
-                precision: str = "fp32", diff_ratio: float = 0.1):
+                precision: str = "fp32", diff_ratio: float | None = None):
         """``n`` structures of ``formula`` (pymatgen Structures, conventional cell).
 
         With ``space_group``: ``n`` samples in that group (see the module docstring).
@@ -148,9 +148,13 @@ class DiffCSPPP:
         training crystals whose sorted per-element counts equal the formula's (or a multiple's) are
         ranked by the model's template scorer, their elements substituted (Hungarian assignment
         within each count class), and each is refined with partial noise from t₀ = T·``diff_ratio``
-        (default 0.1: 100 steps, 200 network evaluations; ``steps`` respaces them).
+        (0.1: 100 steps, 200 network evaluations; ``steps`` respaces them). ``diff_ratio=0`` returns
+        the substituted templates themselves ("template only", no network). The default (None) is
+        the model's measured choice, ``formula_diff_ratio`` in its ``card.json`` (the one with the
+        higher validated top-1 match rate; docs/RESULTS.md), else the paper's 0.1.
         ``n`` means **top-n**: structure i is the refinement of the i-th ranked template (n = 1:
-        top-1); with fewer than ``n`` candidates the ranked list is cycled (new noise). Each
+        top-1); with fewer than ``n`` candidates the ranked list is cycled (new noise) when refining,
+        and only the distinct candidates are returned with ``diff_ratio=0``. Each
         structure's ``properties`` hold ``source="template"``, ``rank``, ``score`` (higher =
         better), ``template`` (its material id), ``template_space_group``, ``template_wyckoff``,
         ``substitution`` (template element -> query element), ``formula_units``, ``space_group``
@@ -184,13 +188,22 @@ class DiffCSPPP:
             cached = self._retrieval = (TemplateIndex.load(path), Scorer.load(self.path))
         return cached
 
+    @property
+    def formula_diff_ratio(self) -> float:
+        """Default ``diff_ratio`` of :meth:`predict` from the formula alone (see there)."""
+        from .sample.refine import DEFAULT_DIFF_RATIO
+
+        card = self.path / "card.json"
+        value = json.loads(card.read_text()).get("formula_diff_ratio") if card.is_file() else None
+        return DEFAULT_DIFF_RATIO if value is None else float(value)
+
     def _predict_from_formula(self, formula, wyckoff, n, seed, steps, step_lr, precision, diff_ratio):
         """Template retrieval + partial-noise refinement, or the enumerated fallback (see :meth:`predict`)."""
         import numpy as np
 
         from .retrieval.retrieve import retrieve
         from .sample.generate import default_step_lr, keep_group
-        from .sample.refine import refine_structures, start_step
+        from .sample.refine import refine_structures
 
         if self.config.task != "csp":
             raise ValueError(f"{self.path} is an ab initio generation model; predict needs a CSP model")
@@ -198,7 +211,9 @@ class DiffCSPPP:
             raise ValueError("a Wyckoff assignment needs a space group")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
-        start_step(self.config.diffusion.timesteps, diff_ratio)  # validates diff_ratio
+        diff_ratio = self.formula_diff_ratio if diff_ratio is None else diff_ratio
+        if diff_ratio != 0 and not (isinstance(diff_ratio, (int, float)) and 0 < diff_ratio < 1):
+            raise ValueError(f"diff_ratio must be 0 (template only) or in (0, 1), got {diff_ratio!r}")
         comp = parse_formula(formula)
         index, scorer = self._template_index()
         seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
@@ -206,11 +221,17 @@ class DiffCSPPP:
         candidates = retrieve(index, scorer, comp, top_k=n, max_atoms=MAX_ATOMS)
         if not candidates:
             return self._predict_enumerated(formula, comp, index.max_atoms, n, seed, steps, lr, precision)
-        chosen = [candidates[i % len(candidates)] for i in range(n)]
-        structures = keep_group(
-            lambda idx, sd: refine_structures(self.model, self.config.diffusion, [chosen[i].info for i in idx], seed=sd,
-                                              step_lr=lr, diff_ratio=diff_ratio, steps=steps, precision=precision),
-            [c.template_space_group for c in chosen], seed)
+        if diff_ratio == 0:  # template only: the substituted templates, exactly symmetric, no sampling to redo
+            chosen = candidates[:n]
+            structures = keep_group(lambda idx, sd: [chosen[i].info.to_structure() for i in idx],
+                                    [c.template_space_group for c in chosen], seed, retries=0)
+        else:
+            chosen = [candidates[i % len(candidates)] for i in range(n)]
+            structures = keep_group(
+                lambda idx, sd: refine_structures(self.model, self.config.diffusion, [chosen[i].info for i in idx],
+                                                  seed=sd, step_lr=lr, diff_ratio=diff_ratio, steps=steps,
+                                                  precision=precision),
+                [c.template_space_group for c in chosen], seed)
         for s, c in zip(structures, chosen, strict=True):
             s.properties.update({
                 **c.provenance(), "space_group": c.template_space_group,

@@ -46,6 +46,41 @@ def test_predict_from_formula_keeps_template_symmetry(run_dir):
     assert kbr.properties["substitution"] == {"Na": "K", "Cl": "Br"} and detect_space_group(kbr, 1e-3) == 225
 
 
+def test_template_only_and_the_card_default(run_dir, fixture_infos, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    m = DiffCSPPP.load(run_dir)
+    refined = m.predict("PtInN3", n=3, seed=0, steps=4)
+    plain = m.predict("PtInN3", n=3, seed=5, diff_ratio=0)
+    # the same ranked templates, not refined: the template crystal itself with its elements renamed
+    assert [s.properties["template"] for s in plain] == [s.properties["template"] for s in refined]
+    originals = {info.structure_id: info.to_structure() for info in fixture_infos}
+    for s in plain:
+        p = s.properties
+        assert p["diff_ratio"] == 0 and p["source"] == "template" and p["attempts"] == 1
+        assert p["space_group"] == p["template_space_group"] == detect_space_group(s, 1e-3)
+        assert s.composition.reduced_composition == Composition("PtInN3")
+        ref = originals[p["template"]]
+        np.testing.assert_allclose(s.lattice.matrix, ref.lattice.matrix, atol=1e-9)
+        np.testing.assert_allclose(s.frac_coords, ref.frac_coords, atol=1e-9)
+        assert [p["substitution"][x.specie.symbol] for x in ref] == [x.specie.symbol for x in s]
+    # more than the candidates: each distinct template once (refinement would cycle with new noise)
+    every = m.predict("PtInN3", n=50, diff_ratio=0)
+    names = [s.properties["template"] for s in every]
+    assert 3 <= len(every) < 50 and len(set(names)) == len(names)
+    # the default comes from the model card when it has one
+    carded = tmp_path / "carded"
+    shutil.copytree(run_dir, carded)
+    (carded / "card.json").write_text(json.dumps({"formula_diff_ratio": 0.0}))
+    assert DiffCSPPP.load(carded).predict("PtInN3")[0].properties["diff_ratio"] == 0
+    assert m.formula_diff_ratio == 0.1 and DiffCSPPP.load(carded).formula_diff_ratio == 0.0
+    for bad in (-0.1, 1.0, "0.1"):
+        with pytest.raises(ValueError, match="diff_ratio must be 0"):
+            m.predict("PtInN3", diff_ratio=bad)
+
+
 def test_fallback_enumerates_training_patterns(run_dir):
     m = _load(run_dir)  # full sampling: an untrained network cannot denoise k from pure noise (see test_api)
     # Ca2O3 (2, 3) has no candidate; the training pattern 221:1a,1b,3c holds it (Ca on 1a + 1b)
@@ -100,6 +135,14 @@ def test_cli_predict_formula_alone(run_dir, tmp_path):
     bad = _cli("predict", "--formula", "Xx3", "--model", run_dir, "--out", tmp_path / "bad")
     assert bad.returncode == 2 and "unknown element" in bad.stderr
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    plain = _cli("predict", "--formula", "PtInN3", "--top-k", "2", "--diff-ratio", "0", "--model", run_dir,
+                 "--out", tmp_path / "plain", "--quiet")
+    assert plain.returncode == 0, plain.stderr
+    entries = json.loads((tmp_path / "plain" / "manifest.json").read_text())["entries"]
+    assert [e["diff_ratio"] for e in entries] == [0.0, 0.0]
+    for args in (("--diff-ratio", "1.5"), ("--diff-ratio", "0", "--space-group", "221")):
+        bad = _cli("predict", "--formula", "PtInN3", *args, "--model", run_dir, "--out", tmp_path / "bad2")
+        assert bad.returncode == 2 and "diff" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_share_dead_ends_are_not_retried():

@@ -198,6 +198,9 @@ def cmd_predict(args) -> int:
                                             "precision")}
     inputs["model"] = str(model.path)
     inputs["top_k"] = args.top_k
+    inputs["diff_ratio"] = args.diff_ratio
+    if args.diff_ratio is not None and (args.formula is None or args.space_group is not None):
+        raise ValueError("--diff-ratio applies to --formula without --space-group")
     writer = PredictionWriter(args.out, inputs)
     done = writer.done()
     seed = 0 if args.seed is None else args.seed
@@ -209,8 +212,9 @@ def cmd_predict(args) -> int:
             print(f"all {top_k} structures already in {args.out}")
             return 0
         structures = model.predict(args.formula, wyckoff=args.wyckoff, n=top_k, seed=seed, steps=args.steps,
-                                   precision=args.precision)
-        writer.add((name, s, dict(s.properties)) for name, s in zip(names, structures, strict=True))
+                                   precision=args.precision, diff_ratio=args.diff_ratio)
+        # template only (diff ratio 0) returns each distinct candidate once, so possibly fewer than K
+        writer.add((name, s, dict(s.properties)) for name, s in zip(names, structures))
     elif args.formula is not None:
         names = [f"{args.formula}_sg{args.space_group}_{i}" for i in range(args.n)]
         if all(n in done for n in names):
@@ -501,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=_positive_int, default=1, help="structures per formula")
     p.add_argument("--top-k", type=_positive_int,
                    help="without --space-group: refine the K best-ranked templates, one structure each (default -n)")
+    p.add_argument("--diff-ratio", type=float,
+                   help="without --space-group: refine from t0 = T x RATIO (0 < RATIO < 1; 0 = the substituted "
+                        "templates as they are; default: the model card's measured choice, else 0.1)")
     p.add_argument("--csv", help="benchmark mode: one prediction per row from its own template")
     p.add_argument("--limit", type=_positive_int, help="only the first N rows of --csv")
     p.add_argument("--batch-size", type=_positive_int, default=256, help="crystals per sampler batch (--csv)")
