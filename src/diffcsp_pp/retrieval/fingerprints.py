@@ -105,16 +105,11 @@ def site_orbits(structure, symprec: float = ORBIT_SYMPREC) -> tuple[np.ndarray, 
     computed from one site per orbit weighted by the orbit size. Without symmetry (or if spglib
     fails) every site is its own orbit.
     """
-    import spglib
+    from ..symmetry.analyze import structure_dataset
 
-    n = len(structure)
-    cell = (structure.lattice.matrix, structure.frac_coords, [site.specie.Z for site in structure])
-    try:
-        dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
-    except Exception:  # noqa: BLE001 - spglib raises on degenerate cells in some versions
-        dataset = None
+    dataset = structure_dataset(structure, symprec)
     if dataset is None:
-        return np.arange(n), np.ones(n, dtype=np.int64)
+        return np.arange(len(structure)), np.ones(len(structure), dtype=np.int64)
     reps, sizes = np.unique(np.asarray(dataset.equivalent_atoms), return_counts=True)
     return reps, sizes
 

@@ -91,18 +91,23 @@ def _spglib_dataset(cell, symprec: float, angle_tolerance: float, hall: int = 0)
     )
 
 
-def detect_space_group(structure: Structure, symprec: float = SYMPREC) -> int:
-    """spglib space-group number of a pymatgen Structure (0 if spglib finds none).
+def structure_dataset(structure: Structure, symprec: float = SYMPREC):
+    """spglib's symmetry dataset of a pymatgen Structure, or None if spglib finds none.
 
-    Non-finite or degenerate cells give 0 without calling spglib (which can crash on them).
+    Non-finite or degenerate cells give None without calling spglib (which can crash on them).
     """
     import spglib
 
     lattice, coords = structure.lattice.matrix, structure.frac_coords
     if not (np.all(np.isfinite(lattice)) and np.all(np.isfinite(coords))) or not abs(np.linalg.det(lattice)) > 1e-6:
-        return 0
+        return None
     cell = (lattice, coords, [s.specie.Z for s in structure])
-    ds = spglib.get_symmetry_dataset(cell, symprec=symprec, angle_tolerance=ANGLE_TOLERANCE)
+    return spglib.get_symmetry_dataset(cell, symprec=symprec, angle_tolerance=ANGLE_TOLERANCE)
+
+
+def detect_space_group(structure: Structure, symprec: float = SYMPREC) -> int:
+    """spglib space-group number of a pymatgen Structure (0 if spglib finds none)."""
+    ds = structure_dataset(structure, symprec)
     return 0 if ds is None else int(ds.number)
 
 
