@@ -188,6 +188,7 @@ def main(argv=None) -> int:
     template_only = {mid: [c.info.to_structure() for c in cs] for mid, cs in cands.items()}
 
     # refinement of every retrieved template
+    reused = sorted(p.name for p in work.glob("*.json") if p.name != "settings.json")  # timings below exclude these
     start = time.perf_counter()
     refined: dict[str, list] = {}
     mids = list(cands)
@@ -241,7 +242,7 @@ def main(argv=None) -> int:
         "fallback_templates_by_rule": fallback_rules,
         "rows_top1_same_composition": sum(_same(cs[0]) for cs in cands.values()),
         "timing_s": {"retrieval": round(retrieval_s, 1), "refinement": round(refine_s, 1), "refined_structures": n_refined,
-                     "fallback_sampling": round(fallback_s, 1)},
+                     "fallback_sampling": round(fallback_s, 1), "reused_from_work_folder": reused},
         "results": results,
         "command": " ".join(["python scripts/template_benchmark.py", *(argv if argv is not None else sys.argv[1:])]),
     }

@@ -363,7 +363,7 @@ class DiffCSPPP:
         import numpy as np
 
         from .diffusion.process import respaced_timesteps
-        from .sample.generate import default_step_lr, keep_group, sample_structures
+        from .sample.generate import RETRIES, default_step_lr, keep_group, sample_structures
 
         if self.config.task != "gen":
             raise ValueError(f"{self.path} is a CSP model; generate needs an ab initio (gen) model, e.g. mp20-gen")
@@ -375,7 +375,7 @@ class DiffCSPPP:
         structures = keep_group(
             lambda idx, sd: sample_structures(self.model, self.config.diffusion, [templates[i] for i in idx], seed=sd,
                                               step_lr=lr, timesteps=timesteps, progress=progress, precision=precision),
-            [t.space_group for t in templates], seed, **({} if retries is None else {"retries": retries}))
+            [t.space_group for t in templates], seed, RETRIES if retries is None else retries)
         for s, t in zip(structures, templates, strict=True):
             anchors = np.unique(t.anchor_idx)
             s.properties.update({
