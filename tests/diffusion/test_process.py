@@ -159,3 +159,19 @@ def test_clipped_lattice_update_equals_paper_update_inside_the_box(dataset):
     k = sample(Wild(), sched, batch, torch.Generator().manual_seed(3), 1e-5, steps)[0]
     low, high = (torch.tensor(v, dtype=k.dtype) for v in K_CLIP)
     assert torch.all(k >= low - 1e-6) and torch.all(k <= high + 1e-6)
+
+
+@pytest.mark.parametrize("task", ["csp", "gen"])
+def test_fourier_plan_does_not_change_the_samples(dataset, task):
+    """The sampler's precomputed Fourier products (``fourier_plan=True``, the default) give the same
+    trajectory as computing every product at every evaluation."""
+    torch.manual_seed(0)
+    sched = Schedules(DiffusionConfig())
+    batch = dataset.collate(range(len(dataset)))
+    net = CSPNet(ModelConfig(hidden=16, num_layers=2, num_freqs=6, task=task)).double()
+    steps = [999, 700, 400, 100, 1]
+    planned = sample(net, sched, batch, torch.Generator().manual_seed(5), 1e-5, steps)
+    full = sample(net, sched, batch, torch.Generator().manual_seed(5), 1e-5, steps, fourier_plan=False)
+    torch.testing.assert_close(planned[0], full[0], rtol=1e-9, atol=1e-9)
+    assert wrap_diff(planned[1], full[1]).abs().max() < 1e-9
+    assert torch.equal(planned[2], full[2])

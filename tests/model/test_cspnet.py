@@ -110,3 +110,65 @@ def test_fast_layer_equals_the_papers_layer(dataset):
     w_sin, w_cos = layer.fourier_weights(30)
     got = layer(h, k, sin_p @ w_sin.t(), cos_p @ w_cos.t(), batch.edge_src, batch.edge_dst, batch.batch_idx, inv)
     torch.testing.assert_close(got, expected)
+
+
+def _symmetric_coords(batch, seed):
+    """A random Wyckoff-consistent configuration: every atom regenerated from its orbit anchor."""
+    from diffcsp_pp.symmetry.wyckoff import expand_orbits
+
+    g = torch.Generator().manual_seed(seed)
+    free = torch.rand(batch.frac_coords.shape, generator=g, dtype=torch.float64)
+    return expand_orbits(free, batch.wyckoff_ops, batch.anchor_idx)
+
+
+def test_fixed_pair_axes_against_random_configurations(dataset):
+    """Independent check: an axis the plan calls fixed has the same x_j - x_i (mod 1) in every random
+    symmetric configuration, equal to its stated value; an axis it calls varying changes."""
+    from diffcsp_pp.model.cspnet import fixed_pair_axes
+    from diffcsp_pp.symmetry.wyckoff import wrap_diff
+
+    batch = dataset.collate(list(range(len(dataset))))
+    P = (batch.edge_src.shape[0] - batch.frac_coords.shape[0]) // 2
+    src, dst = batch.edge_src[:P], batch.edge_dst[:P]
+    fixed, value = fixed_pair_axes(batch.wyckoff_ops, batch.anchor_idx, src, dst)
+    diffs = []
+    for seed in range(4):
+        x = _symmetric_coords(batch, seed)
+        diffs.append(wrap_diff(x[dst], x[src]))
+    # largest change (mod 1) of each pair axis between the first configuration and the others
+    spread = torch.stack([wrap_diff(d, diffs[0]).abs() for d in diffs[1:]]).amax(0)  # [P, 3]
+    assert fixed.any() and (~fixed).any()  # the fixture has both kinds
+    assert spread[fixed].max() < 1e-9
+    assert spread[~fixed].min() > 1e-4
+    assert wrap_diff(value, diffs[0])[fixed].abs().max() < 1e-9
+
+
+@pytest.mark.parametrize("task", ["csp", "gen"])
+def test_fourier_plan_gives_the_full_products(dataset, task):
+    """With the plan (fixed Fourier products computed once) the network gives the same outputs as
+    without, for several symmetric configurations of the same batch."""
+    torch.manual_seed(0)
+    model = CSPNet(ModelConfig(hidden=32, num_layers=3, num_freqs=8, task=task)).double()
+    batch = dataset.collate(list(range(len(dataset))))
+    plan = model.fourier_plan(batch)
+    for seed in range(3):
+        k, _, t, a = _inputs(batch, task, seed)
+        x = _symmetric_coords(batch, 10 + seed)
+        full = model(batch, k, x, t, a)
+        planned = model(batch, k, x, t, a, plan=plan)
+        torch.testing.assert_close(planned.pred_score_x, full.pred_score_x)
+        torch.testing.assert_close(planned.pred_eps_k, full.pred_eps_k)
+        if task == "gen":
+            torch.testing.assert_close(planned.pred_eps_a, full.pred_eps_a)
+
+
+def test_fourier_plan_on_cubic_perovskite_has_nothing_to_recompute():
+    """Pm-3m SrTiO3 (1a, 1b, 3c): no free coordinates, so every pair axis is fixed."""
+    from pymatgen.core import Lattice, Structure
+
+    s = Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
+                  [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    batch = CrystalDataset([analyze(s, 0.01)], dtype=torch.float64).collate([0])
+    model = CSPNet(ModelConfig(hidden=16, num_layers=1, num_freqs=4)).double()
+    plan = model.fourier_plan(batch)
+    assert all(idx is not None and idx.numel() == 0 for idx in plan.var_pairs)

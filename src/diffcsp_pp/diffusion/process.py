@@ -18,6 +18,7 @@ official code by default so that results are comparable:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -178,6 +179,7 @@ def sample(
     init: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     network_dtype: torch.dtype | None = None,
     clip_k: tuple[Sequence[float], Sequence[float]] | None = K_CLIP,
+    fourier_plan: bool = True,
 ):
     """Predictor-corrector sampling on a batch of templates (METHOD §4.6).
 
@@ -199,6 +201,9 @@ def sample(
         network_dtype: ``torch.bfloat16`` runs the network's matrix products under autocast (about
             2.5x faster GEMMs on CPUs with AVX512-BF16); the sampler state, the symmetry projections
             and every update stay in the state's dtype, so symmetry is exact either way.
+        fourier_plan: precompute the Fourier products the Wyckoff operations fix
+            (:meth:`~diffcsp_pp.model.cspnet.CSPNet.fourier_plan`); the same results up to float
+            rounding, faster. False computes every product at every evaluation.
 
     Returns:
         (k [B, 6], frac_coords [N, 3], atom_types [N] long).
@@ -230,51 +235,60 @@ def sample(
     if clip_k is not None:
         k_low, k_high = (torch.as_tensor(v, dtype=dtype, device=x.device) for v in clip_k)
 
+    # the Fourier products that the Wyckoff operations keep fixed, computed once (exact; CSPNet docs)
+    plan = model.fourier_plan(batch) if fourier_plan and hasattr(model, "fourier_plan") else None
+    extra = {"plan": plan} if plan is not None else {}
+
     def net(k_, x_, t_, a_):
         if not autocast:
-            return model(batch, k_, x_, t_, a_)
+            return model(batch, k_, x_, t_, a_, **extra)
         with torch.autocast(device_type=x.device.type, dtype=network_dtype):
-            return model(batch, k_, x_, t_, a_)
+            return model(batch, k_, x_, t_, a_, **extra)
 
     next_steps = steps[1:] + [0]
-    for t, s in zip(steps, next_steps):
-        t_vec = torch.full((B,), t, dtype=torch.long, device=x.device)
-        sigma_t, sigma_s = sched.sigmas[t].to(dtype), sched.sigmas[s].to(dtype)
-        lam_t = sched.lambdas[t].to(dtype)
-        last = s == 0
-        # (a) corrector: one Langevin step on x
-        if corrector != "none":
+    # under bf16 an outer, disabled autocast context keeps autocast's cache of the cast weights
+    # alive across evaluations (it is dropped when the outermost context exits); the sampler's own
+    # operations below stay in the state's dtype
+    keep_casts = torch.autocast(device_type=x.device.type, enabled=False) if autocast else contextlib.nullcontext()
+    with keep_casts:
+        for t, s in zip(steps, next_steps):
+            t_vec = torch.full((B,), t, dtype=torch.long, device=x.device)
+            sigma_t, sigma_s = sched.sigmas[t].to(dtype), sched.sigmas[s].to(dtype)
+            lam_t = sched.lambdas[t].to(dtype)
+            last = s == 0
+            # (a) corrector: one Langevin step on x
+            if corrector != "none":
+                out = net(k, x, t_vec, a)
+                score = _symmetric_score(out.pred_score_x, batch, lam_t)
+                eta = step_lr / (lam_t * sigma_1**2) if corrector == "diffcsp++" else step_lr * (sigma_t / sigma_1) ** 2
+                z = torch.zeros_like(x) if last else proj_noise(x)
+                x = expand_orbits(x - eta * score + (2 * eta).sqrt() * z, ops, anchors)
+                if callback:
+                    callback(SampleState(t, "corrector", k, x, a))
+            # (b) predictor: reverse VE step on x, DDPM step on k (and types), old k_t with new x
             out = net(k, x, t_vec, a)
             score = _symmetric_score(out.pred_score_x, batch, lam_t)
-            eta = step_lr / (lam_t * sigma_1**2) if corrector == "diffcsp++" else step_lr * (sigma_t / sigma_1) ** 2
+            var_step = sigma_t**2 - sigma_s**2
             z = torch.zeros_like(x) if last else proj_noise(x)
-            x = expand_orbits(x - eta * score + (2 * eta).sqrt() * z, ops, anchors)
+            x_new = expand_orbits(x - var_step * score + (sigma_s**2 * var_step / sigma_t**2).sqrt() * z, ops, anchors)
+            ab_t, ab_s = sched.alpha_bars[t].to(dtype), sched.alpha_bars[s].to(dtype)
+            alpha = ab_t / ab_s  # α_t for consecutive steps; the respaced α otherwise
+            beta = 1 - alpha
+            post_std = (beta * (1 - ab_s) / (1 - ab_t)).sqrt()
+            z_k = project_k(_randn((B, 6), k, generator), sg)
+            eps_k = out.pred_eps_k.to(dtype)
+            if clip_k is None:
+                mean_k = (k - beta / (1 - ab_t).sqrt() * eps_k) / alpha.sqrt()
+            else:
+                k0 = torch.maximum(torch.minimum((k - (1 - ab_t).sqrt() * eps_k) / ab_t.sqrt(), k_high), k_low)
+                mean_k = (ab_s.sqrt() * beta * k0 + alpha.sqrt() * (1 - ab_s) * k) / (1 - ab_t)
+            k = project_k(mean_k + post_std * z_k, sg)
+            if task == "gen":
+                eps_a = orbit_mean(out.pred_eps_a.to(dtype), anchors)
+                z_a = _randn(a.shape, a, generator)[anchors]
+                a = ((a - beta / (1 - ab_t).sqrt() * eps_a) / alpha.sqrt() + post_std * z_a)[anchors]
+            x = x_new
             if callback:
-                callback(SampleState(t, "corrector", k, x, a))
-        # (b) predictor: reverse VE step on x, DDPM step on k (and types), old k_t with new x
-        out = net(k, x, t_vec, a)
-        score = _symmetric_score(out.pred_score_x, batch, lam_t)
-        var_step = sigma_t**2 - sigma_s**2
-        z = torch.zeros_like(x) if last else proj_noise(x)
-        x_new = expand_orbits(x - var_step * score + (sigma_s**2 * var_step / sigma_t**2).sqrt() * z, ops, anchors)
-        ab_t, ab_s = sched.alpha_bars[t].to(dtype), sched.alpha_bars[s].to(dtype)
-        alpha = ab_t / ab_s  # α_t for consecutive steps; the respaced α otherwise
-        beta = 1 - alpha
-        post_std = (beta * (1 - ab_s) / (1 - ab_t)).sqrt()
-        z_k = project_k(_randn((B, 6), k, generator), sg)
-        eps_k = out.pred_eps_k.to(dtype)
-        if clip_k is None:
-            mean_k = (k - beta / (1 - ab_t).sqrt() * eps_k) / alpha.sqrt()
-        else:
-            k0 = torch.maximum(torch.minimum((k - (1 - ab_t).sqrt() * eps_k) / ab_t.sqrt(), k_high), k_low)
-            mean_k = (ab_s.sqrt() * beta * k0 + alpha.sqrt() * (1 - ab_s) * k) / (1 - ab_t)
-        k = project_k(mean_k + post_std * z_k, sg)
-        if task == "gen":
-            eps_a = orbit_mean(out.pred_eps_a.to(dtype), anchors)
-            z_a = _randn(a.shape, a, generator)[anchors]
-            a = ((a - beta / (1 - ab_t).sqrt() * eps_a) / alpha.sqrt() + post_std * z_a)[anchors]
-        x = x_new
-        if callback:
-            callback(SampleState(s, "predictor", k, x, a))
+                callback(SampleState(s, "predictor", k, x, a))
     types = a.argmax(-1) + 1 if task == "gen" else a
     return k, x, types
