@@ -54,7 +54,7 @@ def main() -> int:
     tune_allocator()
     torch.set_num_threads(args.threads)
     model, cfg = load_run(args.model)
-    step_lr = args.step_lr if args.step_lr is not None else default_step_lr(cfg)  # 0 is a valid γ (no corrector move)
+    step_lr = args.step_lr if args.step_lr is not None else default_step_lr(cfg, args.model)  # 0 is a valid γ (no corrector move)
     res = preprocess(args.csv, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=cfg.symprec), progress=False)
     infos = load_records(res.output)[: args.limit]
     if args.subset and args.subset < len(infos):

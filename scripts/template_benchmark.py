@@ -148,7 +148,7 @@ def main(argv=None) -> int:
                         exact_first=args.ranker != "mlp_no_exact_first")
     if args.substitution_study:
         return substitution_study(index, args)
-    lr = args.step_lr if args.step_lr is not None else default_step_lr(model.config)
+    lr = args.step_lr if args.step_lr is not None else default_step_lr(model.config, model.path)
     t0 = start_step(model.config.diffusion.timesteps, args.diff_ratio)
 
     test = Path(args.test)

@@ -217,7 +217,7 @@ class DiffCSPPP:
         comp = parse_formula(formula)
         index, scorer = self._template_index()
         seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
-        lr = step_lr if step_lr is not None else default_step_lr(self.config)
+        lr = step_lr if step_lr is not None else default_step_lr(self.config, self.path)
         candidates = retrieve(index, scorer, comp, top_k=n, max_atoms=MAX_ATOMS)
         if not candidates:
             return self._predict_enumerated(formula, comp, index.max_atoms, n, seed, steps, lr, precision)
@@ -294,7 +294,7 @@ class DiffCSPPP:
         flat = [p for plan in plans for p in plan]
         seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
         timesteps = respaced_timesteps(self.config.diffusion.timesteps, steps)
-        lr = step_lr if step_lr is not None else default_step_lr(self.config)
+        lr = step_lr if step_lr is not None else default_step_lr(self.config, self.path)
         structures = keep_group(
             lambda idx, sd: sample_structures(self.model, self.config.diffusion, [flat[i][0] for i in idx], seed=sd,
                                               step_lr=lr, timesteps=timesteps, precision=precision),
@@ -371,7 +371,7 @@ class DiffCSPPP:
         templates = [build_template(sg, [("H", lab) for lab in labels]) for sg, labels in plan]
         seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
         timesteps = respaced_timesteps(self.config.diffusion.timesteps, steps)
-        lr = step_lr if step_lr is not None else default_step_lr(self.config)
+        lr = step_lr if step_lr is not None else default_step_lr(self.config, self.path)
         structures = keep_group(
             lambda idx, sd: sample_structures(self.model, self.config.diffusion, [templates[i] for i in idx], seed=sd,
                                               step_lr=lr, timesteps=timesteps, progress=progress, precision=precision),

@@ -43,3 +43,24 @@ def test_load_errors(tmp_path):
     with pytest.raises(ValueError, match="n must be"):
         sample_structures(CSPNet(ModelConfig(hidden=8, num_layers=1, num_freqs=2)), DiffusionConfig(),
                           [build_template(221, [("Na", "a")])], seed=0, step_lr=1e-5, n=0)
+
+
+def test_default_step_lr_reads_the_model_card(tmp_path):
+    """A model card's ``step_lr`` (γ chosen on validation) overrides the official per-dataset value;
+    a card without it, a malformed value or no card keeps the official value."""
+    import json
+
+    from diffcsp_pp.sample import STEP_LR, default_step_lr
+
+    run = _run_dir(tmp_path, "csp")
+    _, cfg = load_run(run)
+    official = STEP_LR.get((cfg.dataset or "mp_20", cfg.task), 1e-5)
+    assert default_step_lr(cfg) == default_step_lr(cfg, run) == official
+    (run / "card.json").write_text(json.dumps({"step_lr": 2e-6}))
+    assert default_step_lr(cfg, run) == 2e-6
+    assert default_step_lr(cfg) == official
+    for bad in ("2e-6", -1.0, True, None):
+        (run / "card.json").write_text(json.dumps({"step_lr": bad}))
+        assert default_step_lr(cfg, run) == official
+    (run / "card.json").write_text("{not json")
+    assert default_step_lr(cfg, run) == official

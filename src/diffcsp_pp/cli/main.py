@@ -260,7 +260,7 @@ def _predict_csv(args, model, writer, done, seed) -> None:
                      progress=not args.quiet)
     infos = [i for i in load_records(res.output)[: args.limit] if i.structure_id not in done]
     timesteps = respaced_timesteps(model.config.diffusion.timesteps, args.steps)
-    lr = default_step_lr(model.config)
+    lr = default_step_lr(model.config, model.path)
     chunks = [infos[i : i + args.batch_size] for i in range(0, len(infos), args.batch_size)]
     for c, chunk in enumerate(tqdm(chunks, desc="predict", unit="batch", disable=args.quiet)):
         structures = keep_group(

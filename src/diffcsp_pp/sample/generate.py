@@ -36,8 +36,19 @@ SMALL_EDGES = 5_000
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
-def default_step_lr(config) -> float:
-    """Langevin γ for a run's dataset and task (MP-20's values for unknown datasets)."""
+def default_step_lr(config, model_dir: str | os.PathLike | None = None) -> float:
+    """Langevin γ of a model: the ``step_lr`` its ``card.json`` states (a bundled model's γ chosen
+    on its validation split) if there is one, else the official value for the run's dataset and
+    task (:data:`STEP_LR`; MP-20's for unknown datasets)."""
+    if model_dir is not None:
+        card = Path(model_dir) / "card.json"
+        if card.is_file():
+            try:
+                value = json.loads(card.read_text()).get("step_lr")
+            except (OSError, ValueError):
+                value = None
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+                return float(value)
     return STEP_LR.get((config.dataset or "mp_20", config.task), 1e-5)
 
 
