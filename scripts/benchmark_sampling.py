@@ -6,6 +6,7 @@ Usage: python scripts/benchmark_sampling.py --model RUN_DIR --csv TEST.csv.gz [-
 The sampler runs ``--steps`` predictor-corrector steps (2 NFE each) over one batch; the time per NFE
 does not depend on the step count, so the 1998-NFE time is 999 x the per-step time.
 
+``--no-plan`` turns off the sampler's precomputed Fourier products (the speed before it).
 ``--compile`` wraps the network in ``torch.compile(dynamic=False)``; the warm-up then samples the
 same groups (same shapes) for 3 steps and its wall time, which holds the compilation, is reported
 as ``warmup_s`` (not in the per-NFE figure).
@@ -33,6 +34,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None, help="groups sampled at once (default: threads)")
     parser.add_argument("--default-allocator", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (static shapes)")
+    parser.add_argument("--no-plan", action="store_true", help="recompute every Fourier product at every evaluation")
     args = parser.parse_args()
 
     import torch
@@ -60,7 +62,8 @@ def main() -> int:
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     sample_structures(model, cfg.diffusion, infos, seed=0, step_lr=1e-5, timesteps=steps, max_edges=10**9,
-                      precision=args.precision, group_size=args.group_size, workers=args.workers)
+                      precision=args.precision, group_size=args.group_size, workers=args.workers,
+                      fourier_plan=not args.no_plan)
     wall = time.perf_counter() - start
     nfe = 2 * len(steps)
     row = {
@@ -69,7 +72,7 @@ def main() -> int:
         "nfe": nfe, "s_per_nfe": round(wall / nfe, 4), "s_for_1998_nfe": round(wall / nfe * 1998, 1),
         "structures_per_s_at_1998_nfe": round(len(infos) / (wall / nfe * 1998), 3),
         "page_faults_per_nfe": int((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / nfe),
-        "compile": args.compile, "warmup_s": round(warmup, 1),
+        "compile": args.compile, "fourier_plan": not args.no_plan, "warmup_s": round(warmup, 1),
         "precision": args.precision, "group_size": args.group_size, "workers": args.workers, "tuned_allocator": tuned, "threads": args.threads, "machine": platform.machine(),
     }
     print(json.dumps(row))

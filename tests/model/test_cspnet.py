@@ -172,3 +172,12 @@ def test_fourier_plan_on_cubic_perovskite_has_nothing_to_recompute():
     model = CSPNet(ModelConfig(hidden=16, num_layers=1, num_freqs=4)).double()
     plan = model.fourier_plan(batch)
     assert all(idx is not None and idx.numel() == 0 for idx in plan.var_pairs)
+
+
+def test_fourier_plan_of_another_batch_is_refused(dataset):
+    model = CSPNet(ModelConfig(hidden=16, num_layers=1, num_freqs=4)).double()
+    plan = model.fourier_plan(dataset.collate([0, 1]))
+    batch = dataset.collate([0, 1, 2])
+    k, x, t, a = _inputs(batch, "csp")
+    with pytest.raises(ValueError, match="Fourier plan"):
+        model(batch, k, x, t, a, plan=plan)

@@ -255,6 +255,9 @@ class CSPNet(nn.Module):
             w_sin, w_cos = self._fourier_blocks()
             odd_all, even_all = sin_pairs @ w_sin.t(), cos_pairs @ w_cos.t()
         else:
+            if plan.odd_const.shape[0] != num_pairs:
+                raise ValueError(f"the Fourier plan has {plan.odd_const.shape[0]} pairs, this batch {num_pairs}: "
+                                 "build it with fourier_plan(batch) for this batch")
             odd_all, even_all = self._planned_products(plan, diff)
         odd_all, even_all = odd_all.split(self.config.hidden, dim=1), even_all.split(self.config.hidden, dim=1)
         for layer, odd, even in zip(self.layers, odd_all, even_all):

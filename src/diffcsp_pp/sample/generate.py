@@ -102,6 +102,7 @@ def sample_structures(
     group_size: int = 50,
     workers: int | None = None,
     init=None,
+    fourier_plan: bool = True,
 ):
     """Sample ``n`` structures per template.
 
@@ -117,6 +118,9 @@ def sample_structures(
 
     ``precision="bf16"`` runs the network under bfloat16 autocast (faster on CPUs with AVX512-BF16;
     the sampler state and symmetry operations stay fp32/fp64; see docs/BENCHMARKS.md for its match rate).
+
+    ``fourier_plan=False`` recomputes every Fourier product at every evaluation (for benchmarks;
+    the default precomputes the ones the Wyckoff operations fix, same results up to rounding).
 
     Returns:
         list of length ``len(templates) * n`` (template-major): pymatgen Structures in the
@@ -144,7 +148,8 @@ def sample_structures(
         batch = dataset.collate(group).to(device)
         gen = torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + g_idx)
         start = init(sched, batch, gen) if init is not None else None
-        k, x, types = sample(model, sched, batch, gen, step_lr, timesteps, init=start, network_dtype=network_dtype)
+        k, x, types = sample(model, sched, batch, gen, step_lr, timesteps, init=start, network_dtype=network_dtype,
+                             fourier_plan=fourier_plan)
         lattices = lattice_from_k(k.double().cpu().numpy())
         x = x.double().cpu().numpy()
         types = types.cpu().numpy()
