@@ -124,8 +124,7 @@ def _symmetric_coords(batch, seed):
 def test_fixed_pair_axes_against_random_configurations(dataset):
     """Independent check: an axis the plan calls fixed has the same x_j - x_i (mod 1) in every random
     symmetric configuration, equal to its stated value; an axis it calls varying changes."""
-    from diffcsp_pp.model.cspnet import fixed_pair_axes
-    from diffcsp_pp.symmetry.wyckoff import wrap_diff
+    from diffcsp_pp.symmetry.wyckoff import fixed_pair_axes, wrap_diff
 
     batch = dataset.collate(list(range(len(dataset))))
     P = (batch.edge_src.shape[0] - batch.frac_coords.shape[0]) // 2
@@ -141,6 +140,9 @@ def test_fixed_pair_axes_against_random_configurations(dataset):
     assert spread[fixed].max() < 1e-9
     assert spread[~fixed].min() > 1e-4
     assert wrap_diff(value, diffs[0])[fixed].abs().max() < 1e-9
+    # the numpy backend gives the same answer
+    fixed_np, value_np = fixed_pair_axes(batch.wyckoff_ops.numpy(), batch.anchor_idx.numpy(), src.numpy(), dst.numpy())
+    assert (fixed_np == fixed.numpy()).all() and abs(value_np - value.numpy()).max() == 0
 
 
 @pytest.mark.parametrize("task", ["csp", "gen"])

@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..symmetry.wyckoff import fixed_pair_axes
+
 NUM_ELEMENTS = 100
 
 
@@ -75,10 +77,15 @@ def sinusoidal_time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([arg.sin(), arg.cos()], dim=-1)
 
 
+def fourier_args(values: torch.Tensor, num_freqs: int) -> torch.Tensor:
+    """``2π f v`` for f = 0..F-1: [..., F] from values [...]."""
+    freqs = 2.0 * math.pi * torch.arange(num_freqs, device=values.device, dtype=values.dtype)
+    return values[..., None] * freqs
+
+
 def fourier_features(diff: torch.Tensor, num_freqs: int) -> torch.Tensor:
     """[E, 6F] features ``[sin(2π f d), cos(2π f d)]`` for f = 0..F-1 of each component of d [E, 3]."""
-    freqs = 2.0 * math.pi * torch.arange(num_freqs, device=diff.device, dtype=diff.dtype)
-    arg = (diff[:, :, None] * freqs).reshape(diff.shape[0], -1)  # [E, 3F], component-major
+    arg = fourier_args(diff, num_freqs).reshape(diff.shape[0], -1)  # [E, 3F], component-major
     return torch.cat([arg.sin(), arg.cos()], dim=-1)
 
 
@@ -97,27 +104,6 @@ class FourierPlan:
     var_pairs: tuple
     w_sin: tuple
     w_cos: tuple
-
-
-def fixed_pair_axes(wyckoff_ops: torch.Tensor, anchor_idx: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
-                    tol: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which axes of ``x_dst - x_src`` the Wyckoff operations fix, and their fixed values.
-
-    Atom i sits at ``R_i x_{a(i)} + t_i`` (its orbit anchor's free point ``x_a``). Axis c of
-    ``x_j - x_i`` is constant whatever the free points when row c of ``R_j`` and ``R_i`` is zero
-    (different orbits), or when the two rows are equal (one orbit); the constant is ``t_j - t_i``
-    (up to an integer, which integer Fourier frequencies do not see).
-
-    Returns:
-        (fixed [P, 3] bool, value [P, 3]) for the pairs (src[p], dst[p]).
-    """
-    rot, trans = wyckoff_ops[..., :3, :3], wyckoff_ops[..., :3, 3]
-    r_i, r_j = rot[src], rot[dst]
-    same_orbit = (anchor_idx[src] == anchor_idx[dst])[:, None]
-    both_zero = (r_i.abs() <= tol).all(-1) & (r_j.abs() <= tol).all(-1)
-    equal_rows = ((r_j - r_i).abs() <= tol).all(-1)
-    fixed = torch.where(same_orbit, equal_rows, both_zero)
-    return fixed, (trans[dst] - trans[src]) * fixed
 
 
 class CSPLayer(nn.Module):
@@ -189,7 +175,7 @@ class CSPNet(nn.Module):
         F = self.config.num_freqs
         num_pairs = (batch.edge_src.shape[0] - batch.batch_idx.shape[0]) // 2
         src, dst = batch.edge_src[:num_pairs], batch.edge_dst[:num_pairs]
-        fixed, value = fixed_pair_axes(batch.wyckoff_ops, batch.anchor_idx, src, dst)
+        fixed, value = fixed_pair_axes(batch.wyckoff_ops, batch.anchor_idx, src, dst)  # symmetry layer
         w_sin, w_cos = self._fourier_blocks()
         dtype = w_sin.dtype
         sin_f, cos_f = fourier_features(value.to(torch.float64), F).to(dtype).chunk(2, dim=-1)
@@ -208,13 +194,12 @@ class CSPNet(nn.Module):
 
     def _planned_products(self, plan: FourierPlan, diff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """All layers' Fourier products [P, L·H] from the plan's fixed part and the varying entries."""
-        freqs = 2.0 * math.pi * torch.arange(self.config.num_freqs, device=diff.device, dtype=diff.dtype)
         odd, even = plan.odd_const.clone(), plan.even_const.clone()
         for c, idx in enumerate(plan.var_pairs):
             if idx is not None and idx.numel() == 0:
                 continue
             d = diff[:, c] if idx is None else diff[idx, c]
-            arg = d[:, None] * freqs
+            arg = fourier_args(d, self.config.num_freqs)
             dtype = plan.w_sin[c].dtype
             s = (arg.sin().to(dtype) @ plan.w_sin[c].t()).to(odd.dtype)
             co = (arg.cos().to(dtype) @ plan.w_cos[c].t()).to(even.dtype)

@@ -13,7 +13,8 @@ Orbit operators, each written once and used everywhere (numpy or torch, any floa
 - :func:`project_noise`  ``ε̃_i = R_i R_{a(i)}⁺ ε_{a(i)}``
 - :func:`pull_back`      ``p_i = R_i⁺ v_i``
 - :func:`push_forward`   ``v_i = R_i p_i``
-- :func:`orbit_mean`     mean over the atoms of each orbit, broadcast back to every atom.
+- :func:`orbit_mean`     mean over the atoms of each orbit, broadcast back to every atom;
+- :func:`fixed_pair_axes` which axes of ``x_j - x_i`` the operations keep constant (and their value).
 """
 
 from __future__ import annotations
@@ -201,6 +202,29 @@ def orbit_mean(values: Any, anchor_idx: Any):
     return sums[anchor_idx] / counts[anchor_idx]
 
 
+def fixed_pair_axes(wyckoff_ops: Any, anchor_idx: Any, src: Any, dst: Any, tol: float = 1e-8):
+    """Which axes of ``x_dst - x_src`` the Wyckoff operations fix, and their fixed values.
+
+    Atom i sits at ``R_i x_{a(i)} + t_i`` (its orbit anchor's free point ``x_a``). Axis c of
+    ``x_j - x_i`` is constant whatever the free points when row c of ``R_j`` and ``R_i`` is zero
+    (different orbits), or when the two rows are equal (one orbit); the constant is ``t_j - t_i``
+    (up to an integer, which integer Fourier frequencies do not see).
+
+    Used by the sampler to compute the network's Fourier products of fixed differences once
+    (:meth:`diffcsp_pp.model.cspnet.CSPNet.fourier_plan`).
+
+    Returns:
+        (fixed [P, 3] bool, value [P, 3]) for the pairs (src[p], dst[p]).
+    """
+    rot, trans = rotation_parts(wyckoff_ops)
+    r_i, r_j = rot[src], rot[dst]
+    same_orbit = (anchor_idx[src] == anchor_idx[dst])[:, None]
+    both_zero = (abs(r_i) <= tol).all(-1) & (abs(r_j) <= tol).all(-1)
+    equal_rows = (abs(r_j - r_i) <= tol).all(-1)
+    fixed = xp(wyckoff_ops).where(same_orbit, equal_rows, both_zero)
+    return fixed, (trans[dst] - trans[src]) * fixed
+
+
 def wrap_diff(a: Any, b: Any):
     """Periodic (minimum-image) difference ``a - b`` wrapped to [-0.5, 0.5) (fractional)."""
     d = a - b
@@ -219,5 +243,6 @@ __all__ = [
     "pull_back",
     "push_forward",
     "orbit_mean",
+    "fixed_pair_axes",
     "wrap_diff",
 ]
