@@ -191,10 +191,10 @@ class DiffCSPPP:
     @property
     def formula_diff_ratio(self) -> float:
         """Default ``diff_ratio`` of :meth:`predict` from the formula alone (see there)."""
+        from .sample.generate import card_value
         from .sample.refine import DEFAULT_DIFF_RATIO
 
-        card = self.path / "card.json"
-        value = json.loads(card.read_text()).get("formula_diff_ratio") if card.is_file() else None
+        value = card_value(self.path, "formula_diff_ratio")
         return DEFAULT_DIFF_RATIO if value is None else float(value)
 
     def _predict_from_formula(self, formula, wyckoff, n, seed, steps, step_lr, precision, diff_ratio):

@@ -36,19 +36,25 @@ SMALL_EDGES = 5_000
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
+def card_value(model_dir: str | os.PathLike | None, key: str):
+    """``key`` of a model folder's ``card.json`` (its measured sampler choices), or None when the
+    folder, the card or the key is missing or the card is unreadable."""
+    if model_dir is None:
+        return None
+    card = Path(model_dir) / "card.json"
+    try:
+        return json.loads(card.read_text()).get(key) if card.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def default_step_lr(config, model_dir: str | os.PathLike | None = None) -> float:
     """Langevin γ of a model: the ``step_lr`` its ``card.json`` states (a bundled model's γ chosen
     on its validation split) if there is one, else the official value for the run's dataset and
     task (:data:`STEP_LR`; MP-20's for unknown datasets)."""
-    if model_dir is not None:
-        card = Path(model_dir) / "card.json"
-        if card.is_file():
-            try:
-                value = json.loads(card.read_text()).get("step_lr")
-            except (OSError, ValueError):
-                value = None
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-                return float(value)
+    value = card_value(model_dir, "step_lr")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
     return STEP_LR.get((config.dataset or "mp_20", config.task), 1e-5)
 
 
