@@ -161,13 +161,19 @@ def test_clipped_lattice_update_equals_paper_update_inside_the_box(dataset):
     assert torch.all(k >= low - 1e-6) and torch.all(k <= high + 1e-6)
 
 
+@pytest.mark.parametrize("same_size", [False, True])
 @pytest.mark.parametrize("task", ["csp", "gen"])
-def test_fourier_plan_does_not_change_the_samples(dataset, task):
+def test_fourier_plan_does_not_change_the_samples(dataset, task, same_size):
     """The sampler's precomputed Fourier products (``fourier_plan=True``, the default) give the same
-    trajectory as computing every product at every evaluation."""
+    trajectory as computing every product at every evaluation; crystals of one size (Perov-5) take
+    the plan's dense layout."""
     torch.manual_seed(0)
     sched = Schedules(DiffusionConfig())
-    batch = dataset.collate(range(len(dataset)))
+    if same_size:
+        infos = [analyze(s, 0.1) for _, s in load_fixture_structures("perov_5_test.csv.gz")[:6]]
+        batch = CrystalDataset(infos, dtype=torch.float64).collate(range(len(infos)))
+    else:
+        batch = dataset.collate(range(len(dataset)))
     net = CSPNet(ModelConfig(hidden=16, num_layers=2, num_freqs=6, task=task)).double()
     steps = [999, 700, 400, 100, 1]
     planned = sample(net, sched, batch, torch.Generator().manual_seed(5), 1e-5, steps)

@@ -153,9 +153,39 @@ def test_fourier_plan_gives_the_full_products(dataset, task):
     model = CSPNet(ModelConfig(hidden=32, num_layers=3, num_freqs=8, task=task)).double()
     batch = dataset.collate(list(range(len(dataset))))
     plan = model.fourier_plan(batch)
+    assert plan.dense is None  # crystals of different sizes: the edge-list layout
     for seed in range(3):
         k, _, t, a = _inputs(batch, task, seed)
         x = _symmetric_coords(batch, 10 + seed)
+        full = model(batch, k, x, t, a)
+        planned = model(batch, k, x, t, a, plan=plan)
+        torch.testing.assert_close(planned.pred_score_x, full.pred_score_x)
+        torch.testing.assert_close(planned.pred_eps_k, full.pred_eps_k)
+        if task == "gen":
+            torch.testing.assert_close(planned.pred_eps_a, full.pred_eps_a)
+
+
+def _same_size_dataset(name, num_atoms):
+    infos = [analyze(s, 0.1, structure_id=m) for m, s in load_fixture_structures(name)]
+    return CrystalDataset([i for i in infos if i.num_atoms == num_atoms], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("task", ["csp", "gen"])
+@pytest.mark.parametrize(("fixture", "num_atoms"), [("perov_5_test.csv.gz", 5), ("mp_20_pilot_train.csv.gz", 8), ("mp_20_pilot_train.csv.gz", 16)])
+def test_dense_plan_gives_the_full_products(fixture, num_atoms, task):
+    """Crystals of one size get the dense edge layout (broadcasts instead of gathers); the outputs
+    are those of the edge-list computation without a plan."""
+    dataset = _same_size_dataset(fixture, num_atoms)
+    assert len(dataset) >= 3
+    torch.manual_seed(0)
+    model = CSPNet(ModelConfig(hidden=32, num_layers=3, num_freqs=8, task=task)).double()
+    batch = dataset.collate(list(range(len(dataset))))
+    plan = model.fourier_plan(batch)
+    assert plan.dense is not None and plan.dense.n == num_atoms
+    assert any(rows is not None for rows in plan.dense.rows)  # something varies: the varying rows are exercised
+    for seed in range(3):
+        k, _, t, a = _inputs(batch, task, seed)
+        x = _symmetric_coords(batch, 20 + seed)
         full = model(batch, k, x, t, a)
         planned = model(batch, k, x, t, a, plan=plan)
         torch.testing.assert_close(planned.pred_score_x, full.pred_score_x)
@@ -174,6 +204,10 @@ def test_fourier_plan_on_cubic_perovskite_has_nothing_to_recompute():
     model = CSPNet(ModelConfig(hidden=16, num_layers=1, num_freqs=4)).double()
     plan = model.fourier_plan(batch)
     assert all(idx is not None and idx.numel() == 0 for idx in plan.var_pairs)
+    assert plan.dense is not None and all(rows is None for rows in plan.dense.rows)
+    k, x, t, a = _inputs(batch, "csp")
+    x = _symmetric_coords(batch, 3)
+    torch.testing.assert_close(model(batch, k, x, t, a, plan=plan).pred_score_x, model(batch, k, x, t, a).pred_score_x)
 
 
 def test_fourier_plan_of_another_batch_is_refused(dataset):

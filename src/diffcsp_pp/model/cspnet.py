@@ -22,6 +22,12 @@ Speed (same parameters and outputs as the paper's layer, computed with less work
   share that row, e.g. centering translations); each evaluation then recomputes only the varying
   entries. Perov-5's polar cells vary along one axis only, so two thirds of the dominant product
   disappear; the result equals the full product up to float rounding (tested).
+- when all crystals of a sampled batch have the same number of atoms n (Perov-5: 5), the plan also
+  lays the edges out densely as [B, n, n] (:class:`DenseEdges`): the node terms reach the edges by
+  broadcasting instead of gathers, the mean over j is a sum over one axis, and the fixed part of
+  every layer's first edge pre-activation (fixed Fourier products and self-loops) is one stored
+  table, to which each evaluation adds the node terms and the varying products (tested against
+  the edge-list computation).
 """
 
 from __future__ import annotations
@@ -93,17 +99,43 @@ def fourier_features(diff: torch.Tensor, num_freqs: int) -> torch.Tensor:
 class FourierPlan:
     """The Fourier products of one batch that do not change during sampling (see the module docstring).
 
-    ``odd_const`` / ``even_const`` [P, L·H]: the sine / cosine products of all layers summed over the
-    fixed (pair, axis) entries; ``var_pairs[c]``: the pairs whose axis-c difference varies (None: all
-    pairs); ``w_sin[c]`` / ``w_cos[c]`` [L·H, F]: the weight blocks of axis c. Valid for the weights
-    it was built with (the sampler builds it under ``no_grad`` with frozen weights).
+    ``num_pairs``: P, the batch's unordered pairs; ``odd_const`` / ``even_const`` [P, L·H]: the sine /
+    cosine products of all layers summed over the fixed (pair, axis) entries (None when ``dense``
+    holds them); ``var_pairs[c]``: the pairs whose axis-c difference varies (None: all pairs);
+    ``w_sin[c]`` / ``w_cos[c]`` [L·H, F]: the weight blocks of axis c; ``dense``: the tables of the
+    dense layout, when every crystal of the batch has the same number of atoms (Perov-5), else None.
+    Valid for the weights it was built with (the sampler builds it under ``no_grad`` with frozen weights).
     """
 
-    odd_const: torch.Tensor
-    even_const: torch.Tensor
+    num_pairs: int
+    odd_const: torch.Tensor | None
+    even_const: torch.Tensor | None
     var_pairs: tuple
     w_sin: tuple
     w_cos: tuple
+    dense: DenseEdges | None = None
+
+
+@dataclass
+class DenseEdges:
+    """Edge tables of a batch whose B crystals all have n atoms, in the layout [B, n, n] (crystal,
+    i, j): there the gathers onto edges become broadcasts and the mean over j a sum over one axis.
+
+    ``const`` [L, B·n·n, H]: the fixed part of each layer's first edge pre-activation (the Fourier
+    products of the fixed (pair, axis) entries, ``+`` on edge (i, j), ``-`` on (j, i), the
+    self-loop constant ``W_cos·1``); ``rows[c]``: the dense rows of the edges (i, j) and (j, i) of
+    the pairs ``var_pairs[c]`` (None where nothing varies along axis c); ``w_fourier[l][c]``: layer
+    l's sine and cosine blocks [F, H] of axis c; ``w_nodes[l]`` [H, 2H]: the h_i and h_j blocks of
+    layer l; ``w_k`` [6, L·H] and ``bias`` [L·H]: the lattice blocks and biases of all layers.
+    """
+
+    n: int
+    const: torch.Tensor
+    rows: tuple
+    w_fourier: tuple
+    w_nodes: tuple
+    w_k: torch.Tensor
+    bias: torch.Tensor
 
 
 class CSPLayer(nn.Module):
@@ -126,6 +158,19 @@ class CSPLayer(nn.Module):
         w = self.edge_in.weight
         return w[:, start : start + fourier_dim // 2], w[:, start + fourier_dim // 2 :]
 
+    def node_weights(self) -> torch.Tensor:
+        """The h_i and h_j blocks of the first edge layer as one [H, 2H] matrix (``hn @ it`` = [h_i part, h_j part])."""
+        H = self.hidden
+        return self.edge_in.weight[:, : 2 * H].reshape(H, 2, H).transpose(0, 1).reshape(2 * H, H).t()
+
+    def message(self, pre: torch.Tensor) -> torch.Tensor:
+        """Edge message from the first edge pre-activation: act(edge_out(act(pre)))."""
+        return self.act(self.edge_out(self.act(pre)).to(pre.dtype))  # (under bf16 autocast: SiLU in fp32, faster on CPU)
+
+    def update(self, h: torch.Tensor, hn: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:
+        """Residual node update from the normalised features and the mean message."""
+        return h + self.act(self.node_out(self.act(self.node_in(torch.cat([hn, agg], dim=-1)))))
+
     def forward(self, h, k, odd, even, edge_src, edge_dst, batch_idx, inv_count):
         """h [N, H], k [B, 6]; odd = sin·W_sinᵀ and even = cos·W_cosᵀ [P, H] on the pairs i < j;
         edges [E = 2P + N] in the layout of ``fully_connected_edges``; batch_idx [N];
@@ -133,16 +178,34 @@ class CSPLayer(nn.Module):
         hn = self.norm(h)
         H = self.hidden
         w = self.edge_in.weight  # [H, 2H + 6 + 6F]
-        # h_i and h_j blocks in one product: [N, 2H] = hn [W_i; W_j]ᵀ
-        node_src, node_dst = (hn @ w[:, : 2 * H].reshape(H, 2, H).transpose(0, 1).reshape(2 * H, H).t()).split(H, 1)
+        node_src, node_dst = (hn @ self.node_weights()).split(H, 1)  # h_i and h_j blocks in one product
         node_src = node_src + (k @ w[:, 2 * H : 2 * H + 6].t() + self.edge_in.bias)[batch_idx]  # [N, H]
         w_cos_sum = self.fourier_weights(w.shape[1] - 2 * H - 6)[1].sum(1)  # cos(0) = 1 on self-loops
         pre = torch.cat([even + odd, even - odd, w_cos_sum.expand(h.shape[0], H)])  # [E, H]
         pre += node_src.index_select(0, edge_src)
         pre += node_dst.index_select(0, edge_dst)
-        msg = self.act(self.edge_out(self.act(pre)))  # [E, H]
-        agg = torch.zeros_like(h).index_add_(0, edge_src, msg) * inv_count  # [N, H] mean over j
-        return h + self.act(self.node_out(self.act(self.node_in(torch.cat([hn, agg], dim=-1)))))
+        msg = self.message(pre)  # [E, H]
+        agg = msg.new_zeros(h.shape).index_add_(0, edge_src, msg) * inv_count  # [N, H] mean over j
+        return self.update(h, hn, agg)
+
+    def forward_dense(self, h, w_nodes, kb, const, var_terms, n):
+        """The same update on a batch of B crystals of n atoms each, edges in the dense layout
+        (:class:`DenseEdges`): h [N = B·n, H]; w_nodes = :meth:`node_weights`; kb [B, H] = k·W_kᵀ + b;
+        const [B·n·n, H] this layer's fixed edge part; var_terms: for each axis with varying pairs,
+        (sin features [V, F], this layer's sine block [F, H], cos features, cosine block, rows of the
+        edges (i, j), rows of the edges (j, i)): the products added there (``+`` and ``-`` sine)."""
+        B, H = kb.shape
+        hn = self.norm(h)
+        ab = (hn @ w_nodes).to(const.dtype)
+        pre = const.view(B, n, n, H) + (ab[:, :H].view(B, n, H) + kb[:, None, :])[:, :, None, :]
+        pre += ab[:, H:].view(B, 1, n, H)
+        flat = pre.view(-1, H)
+        for sin_f, w_sin, cos_f, w_cos, rows_ij, rows_ji in var_terms:
+            odd, even = (sin_f @ w_sin).to(flat.dtype), (cos_f @ w_cos).to(flat.dtype)
+            flat.index_add_(0, rows_ij, even).index_add_(0, rows_ij, odd)
+            flat.index_add_(0, rows_ji, even).index_add_(0, rows_ji, odd, alpha=-1)
+        agg = self.message(pre).sum(2).view(-1, H) * (1.0 / n)  # mean over j
+        return self.update(h, hn, agg)
 
 
 class CSPNet(nn.Module):
@@ -184,32 +247,81 @@ class CSPNet(nn.Module):
         for c in range(3):
             idx = torch.nonzero(~fixed[:, c]).squeeze(1)
             var_pairs.append(None if idx.numel() == num_pairs else idx)
-        return FourierPlan(
-            odd_const=(sin_f * mask) @ w_sin.t(),
-            even_const=(cos_f * mask) @ w_cos.t(),
-            var_pairs=tuple(var_pairs),
-            w_sin=tuple(w_sin[:, c * F : (c + 1) * F].contiguous() for c in range(3)),
-            w_cos=tuple(w_cos[:, c * F : (c + 1) * F].contiguous() for c in range(3)),
+        odd_const, even_const = (sin_f * mask) @ w_sin.t(), (cos_f * mask) @ w_cos.t()
+        w_sin_c = tuple(w_sin[:, c * F : (c + 1) * F].contiguous() for c in range(3))
+        w_cos_c = tuple(w_cos[:, c * F : (c + 1) * F].contiguous() for c in range(3))
+        n = int(batch.num_atoms[0])
+        uniform = bool((batch.num_atoms == n).all()) and bool(
+            (batch.batch_idx == torch.arange(batch.num_graphs, device=src.device).repeat_interleave(n)).all())
+        if not uniform:
+            return FourierPlan(num_pairs, odd_const, even_const, tuple(var_pairs), w_sin_c, w_cos_c)
+        dense = self._dense_edges(batch, n, src, dst, odd_const, even_const, var_pairs)
+        return FourierPlan(num_pairs, None, None, tuple(var_pairs), w_sin_c, w_cos_c, dense)  # only the dense tables
+
+    def _dense_edges(self, batch, n, src, dst, odd_const, even_const, var_pairs) -> DenseEdges:
+        """The plan's edge tables in the dense layout (see :class:`DenseEdges`)."""
+        H, L = self.config.hidden, self.config.num_layers
+        N = batch.batch_idx.shape[0]
+        # crystal b's atoms are b·n .. b·n + n - 1, so edge (i, j) sits at row i·n + (j mod n)
+        pos_plus, pos_minus = src * n + dst % n, dst * n + src % n
+        diag = torch.arange(N, device=src.device)
+        const = odd_const.new_empty(N * n, L * H)
+        const[pos_plus] = even_const + odd_const
+        const[pos_minus] = even_const - odd_const
+        const[diag * n + diag % n] = self._fourier_blocks()[1].reshape(L * H, -1).sum(1)  # cos(0) = 1 on self-loops
+        F = self.config.num_freqs
+        rows = tuple(None if idx is not None and idx.numel() == 0 else
+                     (pos_plus, pos_minus) if idx is None else (pos_plus[idx], pos_minus[idx]) for idx in var_pairs)
+        blocks = [layer.fourier_weights(6 * F) for layer in self.layers]
+        w = [layer.edge_in.weight for layer in self.layers]
+        return DenseEdges(
+            n=n,
+            const=const.reshape(N * n, L, H).transpose(0, 1).contiguous(),  # [L, N·n, H]
+            rows=rows,
+            w_fourier=tuple(tuple((ws[:, c * F : (c + 1) * F].t().contiguous(), wc[:, c * F : (c + 1) * F].t().contiguous())
+                                  for c in range(3)) for ws, wc in blocks),
+            w_nodes=tuple(layer.node_weights().contiguous() for layer in self.layers),
+            w_k=torch.cat([wl[:, 2 * H : 2 * H + 6] for wl in w]).t().contiguous(),
+            bias=torch.cat([layer.edge_in.bias for layer in self.layers]),
         )
 
-    def _planned_products(self, plan: FourierPlan, diff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """All layers' Fourier products [P, L·H] from the plan's fixed part and the varying entries."""
-        odd, even = plan.odd_const.clone(), plan.even_const.clone()
+    def _varying_products(self, plan: FourierPlan, diff: torch.Tensor):
+        """Yield (axis, pairs or None for all, sine products, cosine products) [V, L·H] of the
+        (pair, axis) entries the plan does not hold."""
         for c, idx in enumerate(plan.var_pairs):
             if idx is not None and idx.numel() == 0:
                 continue
             d = diff[:, c] if idx is None else diff[idx, c]
             arg = fourier_args(d, self.config.num_freqs)
             dtype = plan.w_sin[c].dtype
-            s = (arg.sin().to(dtype) @ plan.w_sin[c].t()).to(odd.dtype)
-            co = (arg.cos().to(dtype) @ plan.w_cos[c].t()).to(even.dtype)
+            yield c, idx, arg.sin().to(dtype) @ plan.w_sin[c].t(), arg.cos().to(dtype) @ plan.w_cos[c].t()
+
+    def _planned_products(self, plan: FourierPlan, diff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """All layers' Fourier products [P, L·H] from the plan's fixed part and the varying entries."""
+        odd, even = plan.odd_const.clone(), plan.even_const.clone()
+        for _, idx, s, co in self._varying_products(plan, diff):
             if idx is None:
                 odd += s
                 even += co
             else:
-                odd.index_add_(0, idx, s)
-                even.index_add_(0, idx, co)
+                odd.index_add_(0, idx, s.to(odd.dtype))
+                even.index_add_(0, idx, co.to(even.dtype))
         return odd, even
+
+    def _dense_layers(self, plan: FourierPlan, h, k_in, diff):
+        """The message-passing layers on a uniform batch with its dense plan (same result as the edge list)."""
+        dense, H = plan.dense, self.config.hidden
+        feats = []  # per varying axis: sin and cos features [V, F] and the edge rows
+        for c, idx in enumerate(plan.var_pairs):
+            if dense.rows[c] is not None:
+                arg = fourier_args(diff[:, c] if idx is None else diff[idx, c], self.config.num_freqs)
+                feats.append((c, arg.sin().to(dense.const.dtype), arg.cos().to(dense.const.dtype), *dense.rows[c]))
+        kb = torch.addmm(dense.bias, k_in, dense.w_k)  # [B, L·H]
+        for l, layer in enumerate(self.layers):
+            w_l = dense.w_fourier[l]
+            terms = [(sin_f, w_l[c][0], cos_f, w_l[c][1], ij, ji) for c, sin_f, cos_f, ij, ji in feats]
+            h = layer.forward_dense(h, dense.w_nodes[l], kb[:, l * H : (l + 1) * H], dense.const[l], terms, dense.n)
+        return h
 
     def forward(self, batch, k_t, frac_coords_t, t, atom_input, plan: FourierPlan | None = None) -> DenoiserOutput:
         """Args:
@@ -232,21 +344,25 @@ class CSPNet(nn.Module):
         with torch.no_grad():  # METHOD §5: the Fourier features carry no gradient
             diff = frac_coords_t[dst[:num_pairs]] - frac_coords_t[src[:num_pairs]]  # x_j - x_i, i < j
         k_in = k_t.to(dtype)
-        inv_count = (1.0 / batch.num_atoms.to(dtype))[batch_idx][:, None]
-        if plan is None:
-            with torch.no_grad():
-                sin_pairs, cos_pairs = fourier_features(diff, self.config.num_freqs).to(dtype).chunk(2, dim=-1)
-            # the Fourier blocks of all layers in two matrix products (one per parity)
-            w_sin, w_cos = self._fourier_blocks()
-            odd_all, even_all = sin_pairs @ w_sin.t(), cos_pairs @ w_cos.t()
+        if plan is not None and (plan.num_pairs != num_pairs
+                                 or (plan.dense is not None and plan.dense.const.shape[1] != src.shape[0])):
+            raise ValueError(f"the Fourier plan has {plan.num_pairs} pairs, this batch {num_pairs}: "
+                             "build it with fourier_plan(batch) for this batch")
+        if plan is not None and plan.dense is not None:
+            h = self._dense_layers(plan, h, k_in, diff)
         else:
-            if plan.odd_const.shape[0] != num_pairs:
-                raise ValueError(f"the Fourier plan has {plan.odd_const.shape[0]} pairs, this batch {num_pairs}: "
-                                 "build it with fourier_plan(batch) for this batch")
-            odd_all, even_all = self._planned_products(plan, diff)
-        odd_all, even_all = odd_all.split(self.config.hidden, dim=1), even_all.split(self.config.hidden, dim=1)
-        for layer, odd, even in zip(self.layers, odd_all, even_all):
-            h = layer(h, k_in, odd, even, src, dst, batch_idx, inv_count)
+            if plan is None:
+                with torch.no_grad():
+                    sin_pairs, cos_pairs = fourier_features(diff, self.config.num_freqs).to(dtype).chunk(2, dim=-1)
+                # the Fourier blocks of all layers in two matrix products (one per parity)
+                w_sin, w_cos = self._fourier_blocks()
+                odd_all, even_all = sin_pairs @ w_sin.t(), cos_pairs @ w_cos.t()
+            else:
+                odd_all, even_all = self._planned_products(plan, diff)
+            odd_all, even_all = odd_all.split(self.config.hidden, dim=1), even_all.split(self.config.hidden, dim=1)
+            inv_count = (1.0 / batch.num_atoms.to(dtype))[batch_idx][:, None]
+            for layer, odd, even in zip(self.layers, odd_all, even_all):
+                h = layer(h, k_in, odd, even, src, dst, batch_idx, inv_count)
         h = self.final_norm(h)
         pooled = torch.zeros(batch.num_graphs, h.shape[1], dtype=h.dtype, device=h.device).index_add_(0, batch_idx, h)
         pooled = pooled / batch.num_atoms.to(h.dtype)[:, None]
