@@ -10,6 +10,9 @@ does not depend on the step count, so the 1998-NFE time is 999 x the per-step ti
 ``--compile`` wraps the network in ``torch.compile(dynamic=False)``; the warm-up then samples the
 same groups (same shapes) for 3 steps and its wall time, which holds the compilation, is reported
 as ``warmup_s`` (not in the per-NFE figure).
+``--processes P`` splits the crystals into P equal slices sampled by P processes at once (spawned,
+one intra-op thread each); each warms up (and compiles) on its slice, all start the timed run
+together (a barrier), and the figure is the slowest process's wall time over the NFE.
 """
 
 from __future__ import annotations
@@ -35,8 +38,48 @@ def main() -> int:
     parser.add_argument("--default-allocator", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (static shapes)")
     parser.add_argument("--no-plan", action="store_true", help="recompute every Fourier product at every evaluation")
+    parser.add_argument("--processes", type=int, default=1, help="sample disjoint slices in this many processes at once")
     args = parser.parse_args()
+    if args.processes < 1 or args.count % args.processes:
+        parser.error("--processes must be >= 1 and divide --count")
+    if args.processes == 1:
+        wall, row = _run(args, 0, args.count, None)
+    else:
+        import multiprocessing as mp
 
+        ctx = mp.get_context("spawn")
+        barrier = ctx.Barrier(args.processes)
+        part = args.count // args.processes
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=_child, args=(args, i * part, part, barrier, queue)) for i in range(args.processes)]
+        for proc in procs:
+            proc.start()
+        results = [queue.get() for _ in procs]
+        for proc in procs:
+            proc.join()
+        wall = max(w for w, _ in results)
+        row = results[0][1]
+        row["crystals"] = args.count
+        row["atoms"] = sum(r["atoms"] for _, r in results)
+        row["edges"] = sum(r["edges"] for _, r in results)
+        row["warmup_s"] = max(r["warmup_s"] for _, r in results)
+        row["page_faults_per_nfe"] = sum(r["page_faults_per_nfe"] for _, r in results)
+    nfe = row["nfe"]
+    row.update({
+        "s_per_nfe": round(wall / nfe, 4), "s_for_1998_nfe": round(wall / nfe * 1998, 1),
+        "structures_per_s_at_1998_nfe": round(args.count / (wall / nfe * 1998), 3), "processes": args.processes,
+        "date": time.strftime("%Y-%m-%d"),
+    })
+    print(json.dumps(row))
+    return 0
+
+
+def _child(args, start_row: int, count: int, barrier, queue) -> None:
+    queue.put(_run(args, start_row, count, barrier))
+
+
+def _run(args, start_row: int, count: int, barrier) -> tuple[float, dict]:
+    """Sample ``count`` templates from row ``start_row`` (after a warm-up); (wall seconds, row fields)."""
     import torch
 
     from diffcsp_pp.allocator import tune_allocator
@@ -47,36 +90,38 @@ def main() -> int:
     from diffcsp_pp.sample import load_run, sample_structures
 
     tuned = False if args.default_allocator else tune_allocator()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(1 if barrier is not None else args.threads)
     model, cfg = load_run(args.model)
     res = preprocess(args.csv, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=cfg.symprec), progress=False)
-    infos = load_records(res.output)[: args.count]
+    infos = load_records(res.output)[start_row : start_row + count]
     steps = respaced_timesteps(cfg.diffusion.timesteps, args.steps)
     if args.compile:
         model = torch.compile(model, dynamic=False)
+    kwargs = {"max_edges": 10**9, "precision": args.precision, "group_size": args.group_size, "workers": args.workers,
+              "fourier_plan": not args.no_plan}
     start = time.perf_counter()
+    # warm-up (with --compile: compiles for the timed groups' shapes)
     sample_structures(model, cfg.diffusion, infos if args.compile else infos[:4], seed=0, step_lr=1e-5,
-                      timesteps=steps[-3:], max_edges=10**9, precision=args.precision, group_size=args.group_size,
-                      workers=args.workers)  # warm-up (with --compile: compiles for the timed groups' shapes)
+                      timesteps=steps[-3:], **kwargs)
     warmup = time.perf_counter() - start
+    if barrier is not None:
+        barrier.wait()
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
-    sample_structures(model, cfg.diffusion, infos, seed=0, step_lr=1e-5, timesteps=steps, max_edges=10**9,
-                      precision=args.precision, group_size=args.group_size, workers=args.workers,
-                      fourier_plan=not args.no_plan)
+    sample_structures(model, cfg.diffusion, infos, seed=0, step_lr=1e-5, timesteps=steps, **kwargs)
     wall = time.perf_counter() - start
     nfe = 2 * len(steps)
+    sizes = {i.num_atoms for i in infos}
     row = {
         "model": args.model, "csv": args.csv, "crystals": len(infos), "params": sum(p.numel() for p in model.parameters()),
         "atoms": int(sum(i.num_atoms for i in infos)), "edges": int(sum(i.num_atoms**2 for i in infos)),
-        "nfe": nfe, "s_per_nfe": round(wall / nfe, 4), "s_for_1998_nfe": round(wall / nfe * 1998, 1),
-        "structures_per_s_at_1998_nfe": round(len(infos) / (wall / nfe * 1998), 3),
-        "page_faults_per_nfe": int((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / nfe),
-        "compile": args.compile, "fourier_plan": not args.no_plan, "warmup_s": round(warmup, 1),
-        "precision": args.precision, "group_size": args.group_size, "workers": args.workers, "tuned_allocator": tuned, "threads": args.threads, "machine": platform.machine(),
+        "nfe": nfe, "page_faults_per_nfe": int((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / nfe),
+        "compile": args.compile, "fourier_plan": not args.no_plan,
+        "dense_layout": not args.no_plan and len(sizes) == 1, "warmup_s": round(warmup, 1),
+        "precision": args.precision, "group_size": args.group_size, "workers": args.workers, "tuned_allocator": tuned,
+        "threads": 1 if barrier is not None else args.threads, "machine": platform.machine(),
     }
-    print(json.dumps(row))
-    return 0
+    return wall, row
 
 
 if __name__ == "__main__":

@@ -34,6 +34,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="network precision")
+    parser.add_argument("--parallel", choices=["threads", "processes"], default="threads",
+                        help="sampler groups in threads of this process or in worker processes (one core each)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network (long runs; with --parallel processes)")
     parser.add_argument("--no-fingerprint", action="store_true")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -68,7 +71,8 @@ def main() -> int:
     # as `diffcsp-pp predict --csv`: an output with a supergroup of its row's group is drawn again
     preds = keep_group(lambda idx, sd: sample_structures(model, cfg.diffusion, [infos[i] for i in idx], seed=sd,
                                                          step_lr=step_lr, timesteps=timesteps, progress=True,
-                                                         precision=args.precision),
+                                                         precision=args.precision, parallel=args.parallel,
+                                                         compile_network=args.compile),
                        [i.space_group for i in infos], args.seed)
     sample_s = time.perf_counter() - start
     out = Path(args.out)
@@ -85,7 +89,7 @@ def main() -> int:
                                  fingerprint=not args.no_fingerprint, progress=True)
     eval_s = time.perf_counter() - start
     metrics.update({
-        "model": str(args.model), "csv": str(args.csv), "precision": args.precision, "rows": len(infos), "step_lr": step_lr,
+        "model": str(args.model), "csv": str(args.csv), "precision": args.precision, "parallel": args.parallel, "compile": args.compile, "rows": len(infos), "step_lr": step_lr,
         "subset": {"rows": args.subset, "seed": args.subset_seed} if args.subset else None,
         "sampler_steps": len(timesteps) if timesteps else T - 1, "network_evaluations": 2 * (len(timesteps) if timesteps else T - 1),
         "requested_space_group_rate": same_sg / len(infos),

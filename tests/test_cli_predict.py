@@ -44,6 +44,17 @@ def test_predict_formula_and_csv(tmp_path):
               "--steps", "3", "--out", out2, "--quiet")
     assert res.returncode == 0 and json.loads((out2 / "manifest.json").read_text())["count"] == 6
 
+    # worker processes: the same structures (each batch keeps its random stream), and the same
+    # inputs in the manifest (how the batches were spread over cores does not change the outputs)
+    out3 = tmp_path / "bench_processes"
+    res = cli("predict", "--csv", FIXTURES / "perov_5_test.csv.gz", "--limit", "6", "--batch-size", "4", "--model", run,
+              "--steps", "3", "--processes", "--out", out3, "--quiet")
+    assert res.returncode == 0, res.stderr
+    manifest3 = json.loads((out3 / "manifest.json").read_text())
+    assert manifest3["inputs"] == json.loads((out2 / "manifest.json").read_text())["inputs"]
+    for e in entries[1:]:
+        assert (out3 / e["file"]).read_text() == (out2 / e["file"]).read_text()
+
 
 @pytest.mark.parametrize(
     "args, message",
@@ -54,6 +65,7 @@ def test_predict_formula_and_csv(tmp_path):
         (["--formula", "SrTiO3"], "template_index.npz"),  # formula alone needs the model's template index
         (["--formula", "SrTiO3", "--space-group", "221", "--top-k", "2"], "--top-k applies"),
         (["--formula", "SrTiO3", "--space-group", "221", "-n", "0"], "must be >= 1"),
+        (["--formula", "SrTiO3", "--space-group", "221", "--processes"], "apply to --csv"),
         (["--csv", "missing.csv"], "no such file"),
         ([], "either --formula"),
     ],

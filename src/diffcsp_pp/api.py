@@ -348,8 +348,12 @@ class DiffCSPPP:
 
     def generate_many(self, plan: Sequence[tuple[int, Sequence[str]]], seed: int | None = None,
                       steps: int | None = None, step_lr: float | None = None, progress: bool = False,
-                      precision: str = "fp32", retries: int | None = None):
+                      precision: str = "fp32", retries: int | None = None, parallel: str = "threads",
+                      compile_network: bool = False):
         """One generated crystal per (space group, Wyckoff labels) item of ``plan``, in one sampler pass.
+
+        ``parallel`` / ``compile_network``: how the sampler groups run (threads or one worker process
+        per core; ``torch.compile``), see :func:`~diffcsp_pp.sample.generate.sample_structures`.
 
         Coordinates and lattice keep the template's group by construction, but generated *types* can
         raise it: two orbits that receive the same element may together form a smaller, more
@@ -374,7 +378,8 @@ class DiffCSPPP:
         lr = step_lr if step_lr is not None else default_step_lr(self.config, self.path)
         structures = keep_group(
             lambda idx, sd: sample_structures(self.model, self.config.diffusion, [templates[i] for i in idx], seed=sd,
-                                              step_lr=lr, timesteps=timesteps, progress=progress, precision=precision),
+                                              step_lr=lr, timesteps=timesteps, progress=progress, precision=precision,
+                                              parallel=parallel, compile_network=compile_network),
             [t.space_group for t in templates], seed, RETRIES if retries is None else retries)
         for s, t in zip(structures, templates, strict=True):
             anchors = np.unique(t.anchor_idx)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+
+import numpy as np
 import pytest
+import torch
 
 from diffcsp_pp import build_template
 from diffcsp_pp.diffusion.process import DiffusionConfig
@@ -64,3 +68,108 @@ def test_default_step_lr_reads_the_model_card(tmp_path):
         assert default_step_lr(cfg, run) == official
     (run / "card.json").write_text("{not json")
     assert default_step_lr(cfg, run) == official
+
+
+def test_worker_processes_give_the_same_structures_as_threads(tmp_path):
+    """``parallel="processes"`` samples each group in a spawned worker with a copy of the network;
+    every group keeps its own random stream, so the structures equal those of the threads (and of
+    one worker). A second call reuses the pool; new weights start a new one."""
+    from diffcsp_pp.sample import generate
+
+    model, cfg = load_run(_run_dir(tmp_path, "csp"))
+    templates = [build_template(221, [("Sr", "a"), ("Ti", "b"), ("O", "c")]),
+                 build_template(99, [("Pb", "a"), ("Ti", "b"), ("O", "b"), ("O", "c")]),
+                 build_template(62, [("Ca", "c"), ("Ti", "b"), ("O", "c"), ("O", "d")])]
+    kwargs = {"seed": 3, "step_lr": 1e-5, "n": 2, "timesteps": list(range(10, 0, -1)), "group_size": 2}
+    one = sample_structures(model, cfg.diffusion, templates, workers=1, **kwargs)
+    threads = sample_structures(model, cfg.diffusion, templates, workers=2, **kwargs)
+    try:
+        procs = sample_structures(model, cfg.diffusion, templates, workers=2, parallel="processes", **kwargs)
+        pool = generate._POOL["pool"]
+        again = sample_structures(model, cfg.diffusion, templates[:2], workers=2, parallel="processes", **kwargs)
+        assert generate._POOL["pool"] is pool
+        with torch.no_grad():
+            model.coord_head.weight.mul_(2.0)
+        changed = sample_structures(model, cfg.diffusion, templates, workers=2, parallel="processes", **kwargs)
+        assert generate._POOL["pool"] is not pool
+    finally:
+        generate._shutdown_pool()
+    expected = [s.frac_coords.tolist() for s in one]
+    assert [s.frac_coords.tolist() for s in threads] == expected
+    assert [s.frac_coords.tolist() for s in procs] == expected
+    assert [s.frac_coords.tolist() for s in again] == expected[:4]
+    assert [s.lattice.matrix.tolist() for s in procs] == [s.lattice.matrix.tolist() for s in one]
+    assert [s.frac_coords.tolist() for s in changed] != expected
+    for s, t in zip(procs, [t for t in templates for _ in range(2)]):
+        assert detect_space_group(s, 1e-3) == t.space_group
+
+
+def test_parallel_options_are_checked(tmp_path):
+    model, cfg = load_run(_run_dir(tmp_path, "csp"))
+    templates = [build_template(221, [("Na", "a")])] * 3
+    with pytest.raises(ValueError, match="parallel must be"):
+        sample_structures(model, cfg.diffusion, templates, seed=0, step_lr=1e-5, parallel="gpu")
+    with pytest.raises(ValueError, match="workers must be"):
+        sample_structures(model, cfg.diffusion, templates, seed=0, step_lr=1e-5, workers=0)
+    with pytest.raises(ValueError, match="needs parallel='processes'"):
+        sample_structures(model, cfg.diffusion, templates, seed=0, step_lr=1e-5, group_size=1, workers=2,
+                          compile_network=True)
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")), reason="torch.compile needs a C++ compiler")
+def test_compiled_network_samples_the_same_structures(tmp_path):
+    """``compile_network=True`` (torch.compile) gives the eager sampler's structures up to float rounding."""
+    model, cfg = load_run(_run_dir(tmp_path, "csp"))
+    templates = [build_template(221, [("Sr", "a"), ("Ti", "b"), ("O", "c")]),
+                 build_template(99, [("Pb", "a"), ("Ti", "b"), ("O", "b"), ("O", "c")])]
+    kwargs = {"seed": 5, "step_lr": 1e-5, "n": 2, "timesteps": list(range(6, 0, -1)), "workers": 1}
+    eager = sample_structures(model, cfg.diffusion, templates, **kwargs)
+    fast = sample_structures(model, cfg.diffusion, templates, compile_network=True, **kwargs)
+    for a, b, t in zip(eager, fast, [t for t in templates for _ in range(2)]):
+        assert np.allclose(a.lattice.matrix, b.lattice.matrix, atol=1e-4)
+        assert np.abs((a.frac_coords - b.frac_coords + 0.5) % 1.0 - 0.5).max() < 1e-4
+        assert detect_space_group(b, 1e-3) == t.space_group
+
+
+def test_worker_processes_stop_when_their_parent_is_killed(tmp_path):
+    """Killing a run (SIGKILL of the parent) does not leave worker processes sampling on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = _run_dir(tmp_path, "csp")
+    script = f"""
+import sys, time
+from diffcsp_pp import build_template
+from diffcsp_pp.sample import load_run, sample_structures
+from diffcsp_pp.sample import generate
+model, cfg = load_run({str(run_dir)!r})
+t = [build_template(221, [("Sr", "a"), ("Ti", "b"), ("O", "c")])] * 4
+sample_structures(model, cfg.diffusion, t, seed=0, step_lr=1e-5, timesteps=[2, 1], group_size=1, workers=2,
+                  parallel="processes")
+print(" ".join(str(p) for p in generate._POOL["pool"]._processes), flush=True)
+sample_structures(model, cfg.diffusion, t * 50, seed=0, step_lr=1e-5, group_size=1, workers=2, parallel="processes")
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 15
+    alive = pids
+    while alive and time.time() < deadline:
+        time.sleep(0.5)
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            # a zombie (exited, not yet reaped by init) counts as stopped
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().split()[2] != "Z":
+                    alive.append(pid)
+    assert not alive

@@ -27,7 +27,8 @@ Speed (same parameters and outputs as the paper's layer, computed with less work
   broadcasting instead of gathers, the mean over j is a sum over one axis, and the fixed part of
   every layer's first edge pre-activation (fixed Fourier products and self-loops) is one stored
   table, to which each evaluation adds the node terms and the varying products (tested against
-  the edge-list computation).
+  the edge-list computation). An axis is recomputed there for all pairs or for none, so the shapes
+  of an evaluation depend on the batch size only (``torch.compile`` then compiles once).
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ class DenseEdges:
     ``const`` [L, B·n·n, H]: the fixed part of each layer's first edge pre-activation (the Fourier
     products of the fixed (pair, axis) entries, ``+`` on edge (i, j), ``-`` on (j, i), the
     self-loop constant ``W_cos·1``); ``rows[c]``: the dense rows of the edges (i, j) and (j, i) of
-    the pairs ``var_pairs[c]`` (None where nothing varies along axis c); ``w_fourier[l][c]``: layer
+    the pairs ``var_pairs[c]`` — in this layout an axis along which any pair varies is recomputed
+    for all pairs, so an evaluation's shapes depend on the batch size only — or None; ``w_fourier[l][c]``: layer
     l's sine and cosine blocks [F, H] of axis c; ``w_nodes[l]`` [H, 2H]: the h_i and h_j blocks of
     layer l; ``w_k`` [6, L·H] and ``bias`` [L·H]: the lattice blocks and biases of all layers.
     """
@@ -239,6 +241,13 @@ class CSPNet(nn.Module):
         num_pairs = (batch.edge_src.shape[0] - batch.batch_idx.shape[0]) // 2
         src, dst = batch.edge_src[:num_pairs], batch.edge_dst[:num_pairs]
         fixed, value = fixed_pair_axes(batch.wyckoff_ops, batch.anchor_idx, src, dst)  # symmetry layer
+        n = int(batch.num_atoms[0])
+        uniform = bool((batch.num_atoms == n).all()) and bool(
+            (batch.batch_idx == torch.arange(batch.num_graphs, device=src.device).repeat_interleave(n)).all())
+        if uniform:
+            # dense layout: an axis is recomputed for all pairs or for none, so the shapes of an
+            # evaluation depend on the batch size only (compiled networks then need no new shapes)
+            fixed = fixed & fixed.all(0, keepdim=True)
         w_sin, w_cos = self._fourier_blocks()
         dtype = w_sin.dtype
         sin_f, cos_f = fourier_features(value.to(torch.float64), F).to(dtype).chunk(2, dim=-1)
@@ -250,9 +259,6 @@ class CSPNet(nn.Module):
         odd_const, even_const = (sin_f * mask) @ w_sin.t(), (cos_f * mask) @ w_cos.t()
         w_sin_c = tuple(w_sin[:, c * F : (c + 1) * F].contiguous() for c in range(3))
         w_cos_c = tuple(w_cos[:, c * F : (c + 1) * F].contiguous() for c in range(3))
-        n = int(batch.num_atoms[0])
-        uniform = bool((batch.num_atoms == n).all()) and bool(
-            (batch.batch_idx == torch.arange(batch.num_graphs, device=src.device).repeat_interleave(n)).all())
         if not uniform:
             return FourierPlan(num_pairs, odd_const, even_const, tuple(var_pairs), w_sin_c, w_cos_c)
         dense = self._dense_edges(batch, n, src, dst, odd_const, even_const, var_pairs)

@@ -93,6 +93,98 @@ def _chunks(sizes: np.ndarray, max_edges: int, max_crystals: int = 2**31) -> lis
     return groups
 
 
+def _sample_group(model, sched, batch, gen_seed: int, step_lr, timesteps, init, network_dtype, fourier_plan):
+    """Sample one group (one batch) with its own random stream: (lattices [B, 3, 3], frac coords
+    [N, 3], types [N], batch index [N]) as numpy arrays."""
+    gen = torch.Generator(device=batch.frac_coords.device).manual_seed(gen_seed)
+    start = init(sched, batch, gen) if init is not None else None
+    k, x, types = sample(model, sched, batch, gen, step_lr, timesteps, init=start, network_dtype=network_dtype,
+                         fourier_plan=fourier_plan)
+    return (lattice_from_k(k.double().cpu().numpy()), x.double().cpu().numpy(), types.cpu().numpy(),
+            batch.batch_idx.cpu().numpy())
+
+
+# ------------------------------------------------------------------ worker processes (parallel="processes")
+#: The pool of worker processes of :func:`sample_structures` and the model it holds (kept between calls).
+_POOL: dict = {}
+#: In a worker process: its copy of the network.
+_WORKER: dict = {}
+
+
+def _weights_key(model) -> tuple:
+    """Identifies a model's current weights: object, storage, in-place version and a checksum."""
+    params = list(model.parameters())
+    checksum = float(sum(p.detach().double().sum() for p in params)) if params else 0.0
+    return (id(model), tuple((p.data_ptr(), p._version) for p in params), checksum)
+
+
+def _shutdown_pool() -> None:
+    pool = _POOL.pop("pool", None)
+    _POOL.clear()
+    if pool is not None:
+        pool.shutdown(cancel_futures=True)
+
+
+def _process_pool(model, workers: int, compile_network: bool):
+    """A pool of ``workers`` spawned processes holding a copy of ``model`` (reused while the model,
+    its weights and the options stay the same)."""
+    import atexit
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    key = (_weights_key(model), workers, compile_network)
+    if _POOL.get("key") != key:
+        _shutdown_pool()
+        state = {name: t.detach().cpu().clone() for name, t in model.state_dict().items()}
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                   initargs=(model.config.to_dict(), state, compile_network))
+        if not _POOL.get("atexit"):
+            atexit.register(_shutdown_pool)
+        _POOL.update(key=key, pool=pool, atexit=True)
+    return _POOL["pool"]
+
+
+def _init_worker(config: dict, state: dict, compile_network: bool) -> None:
+    from ..allocator import tune_allocator
+    from ..model.cspnet import ModelConfig
+
+    tune_allocator()
+    torch.set_num_threads(1)  # one core per worker: small products do not share well between threads
+    _exit_with_parent(os.getppid())
+    net = CSPNet(ModelConfig(**config)).to(next(iter(state.values())).dtype)
+    net.load_state_dict(state)
+    _WORKER["model"] = compiled(net.eval()) if compile_network else net.eval()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent was killed stops at once instead of finishing its queued work."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _worker_group(templates, diffusion_config, gen_seed, step_lr, timesteps, network_dtype, fourier_plan):
+    batch = CrystalDataset(templates).collate(list(range(len(templates))))
+    sched = Schedules(diffusion_config)
+    return _sample_group(_WORKER["model"], sched, batch, gen_seed, step_lr, timesteps, None, network_dtype,
+                         fourier_plan)
+
+
+def compiled(model):
+    """``torch.compile`` of the network for sampling: shapes specialise per batch, and a dimension that
+    changes between batches (atoms, varying pairs) becomes symbolic after the first recompilation."""
+    return torch.compile(model, dynamic=None)
+
+
+PARALLEL = ("threads", "processes")
+
+
 @torch.no_grad()
 def sample_structures(
     model: CSPNet,
@@ -109,15 +201,27 @@ def sample_structures(
     workers: int | None = None,
     init=None,
     fourier_plan: bool = True,
+    parallel: str = "threads",
+    compile_network: bool = False,
 ):
     """Sample ``n`` structures per template.
 
     The templates are sampled in groups of at most ``group_size`` crystals (and ``max_edges`` Σ n²),
     each with its own random stream (seeded by ``seed`` and the group index), so the output depends
-    on the seed and the grouping only, not on ``workers``: the number of groups sampled at once, each
-    in its own thread with one intra-op thread (default: torch's thread count). Small crystals
-    (Perov-5) make small matrix products that two intra-op threads share poorly; two groups side by
-    side keep both cores busy.
+    on the seed and the grouping only, not on ``workers`` (the number of groups sampled at once) nor
+    on ``parallel``:
+
+    - ``"threads"`` (default): each group in its own thread of this process, one intra-op thread each
+      (default ``workers``: torch's thread count). Small crystals (Perov-5) make small matrix
+      products that two intra-op threads share poorly; two groups side by side keep both cores busy.
+    - ``"processes"``: each group in one of ``workers`` spawned worker processes holding a copy of
+      the network (one core each, no interpreter lock shared); the pool is kept for later calls with
+      the same model and weights. Starting it costs a few seconds, so it pays on long runs of many
+      groups (CPU only; ``init`` is not supported there).
+
+    ``compile_network=True`` runs the network through ``torch.compile`` (:func:`compiled`; needs a C++
+    compiler): about 10 s of compilation per process, then faster evaluations (docs/BENCHMARKS.md §9).
+    With more than one group at once it needs ``parallel="processes"``.
 
     ``init(sched, batch, generator) -> (k, x, types)`` starts each group from that state instead of
     the prior (partial-noise refinement of template crystals, :mod:`diffcsp_pp.sample.refine`).
@@ -139,6 +243,10 @@ def sample_structures(
         raise ValueError(f"n must be >= 1, got {n}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if parallel not in PARALLEL:
+        raise ValueError(f"parallel must be one of {', '.join(PARALLEL)}, got {parallel!r}")
+    if workers is not None and int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     if not templates:
         raise ValueError("no templates to sample")
     device = next(model.parameters()).device
@@ -148,27 +256,45 @@ def sample_structures(
     groups = _chunks(dataset.num_atoms, max_edges, group_size)
     out: list = [None] * len(expanded)
     network_dtype = PRECISIONS[precision]
-
-    def run(g_idx: int) -> None:
-        group = groups[g_idx]
-        batch = dataset.collate(group).to(device)
-        gen = torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + g_idx)
-        start = init(sched, batch, gen) if init is not None else None
-        k, x, types = sample(model, sched, batch, gen, step_lr, timesteps, init=start, network_dtype=network_dtype,
-                             fourier_plan=fourier_plan)
-        lattices = lattice_from_k(k.double().cpu().numpy())
-        x = x.double().cpu().numpy()
-        types = types.cpu().numpy()
-        batch_idx = batch.batch_idx.cpu().numpy()
-        for b, idx in enumerate(group):
-            m = batch_idx == b
-            species = [_symbol(z) for z in types[m]]
-            out[idx] = Structure(Lattice(lattices[b]), species, x[m])
-
     threads = torch.get_num_threads()
     workers = min(threads if workers is None else int(workers), len(groups)) if device.type == "cpu" else 1
+    use_processes = parallel == "processes" and device.type == "cpu" and init is None
+    if compile_network and workers > 1 and not use_processes:
+        raise ValueError("compile_network with several groups at once needs parallel='processes' (or workers=1)")
+
+    def gen_seed(g_idx: int) -> int:
+        return int(seed) * 1_000_003 + g_idx
+
+    def store(g_idx: int, result) -> None:
+        lattices, x, types, batch_idx = result
+        for b, idx in enumerate(groups[g_idx]):
+            m = batch_idx == b
+            out[idx] = Structure(Lattice(lattices[b]), [_symbol(z) for z in types[m]], x[m])
+
+    net = compiled(model) if compile_network and not use_processes else model
+
+    def run(g_idx: int) -> None:
+        batch = dataset.collate(groups[g_idx]).to(device)
+        store(g_idx, _sample_group(net, sched, batch, gen_seed(g_idx), step_lr, timesteps, init, network_dtype,
+                                   fourier_plan))
+
     bar = tqdm(total=len(groups), desc="sample", unit="batch", disable=not progress)
-    if workers <= 1:
+    if use_processes:
+        from concurrent.futures import as_completed
+
+        pool = _process_pool(getattr(model, "_orig_mod", model), workers, compile_network)
+        futures = {pool.submit(_worker_group, [expanded[i] for i in group], diffusion_config, gen_seed(g_idx),
+                               step_lr, timesteps, network_dtype, fourier_plan): g_idx
+                   for g_idx, group in enumerate(groups)}
+        try:
+            for future in as_completed(futures):
+                store(futures[future], future.result())
+                bar.update()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    elif workers <= 1:
         # a few small crystals make products too small to share between threads: with other work on
         # the cores, OpenMP threads then spin (measured: 5 atoms, 2 busy cores, 30x slower)
         small = device.type == "cpu" and int((dataset.num_atoms.astype(np.int64) ** 2).sum()) < SMALL_EDGES
