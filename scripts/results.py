@@ -117,6 +117,7 @@ def render(out: Path) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for job, label, model, dataset in (("perov5_csp", "Perov-5 test", "perov5-csp", "perov_5"),
                                        ("perov5_csp_999", "Perov-5 test", "perov5-csp", "perov_5"),
+                                       ("perov5_csp_999_fast", "Perov-5 test", "perov5-csp", "perov_5"),
                                        ("mp20_csp", "MP-20-lite pilot_test", "mp20-csp", "mp_20"),
                                        ("mp20_csp_biternary", "MP-20 test_biternary", "mp20-csp", "mp_20")):
         m = _load(out / job / "metrics.json")
@@ -126,7 +127,10 @@ def render(out: Path) -> str:
             continue
         sub = m.get("subset")
         rows = f"{m['rows']} (seeded random subset)" if sub else m["rows"]
-        lines.append(f"| {label} | {model} | {rows} | {m['sampler_steps']} | **{_pct(m['match_rate'])}** | "
+        setting = [x for x, on in (("bf16", m.get("precision") == "bf16"), ("compiled", m.get("compile")),
+                                    ("worker processes", m.get("parallel") == "processes")) if on]
+        steps = f"{m['sampler_steps']} ({', '.join(setting)})" if setting else m["sampler_steps"]
+        lines.append(f"| {label} | {model} | {rows} | {steps} | **{_pct(m['match_rate'])}** | "
                      f"{_num(m['rmse'])} | {_pct(m['match_rate_ungated'])} | {_pct(m['requested_space_group_rate'])} | "
                      f"{m['sample_wall_s']:.0f} s + {m['evaluate_wall_s']:.0f} s | {paper} |")
     lines += ["", "## CSP from the formula alone: template retrieval + partial-noise refinement (METHOD §7.2)", "",

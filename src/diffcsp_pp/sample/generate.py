@@ -177,8 +177,9 @@ def _worker_group(templates, diffusion_config, gen_seed, step_lr, timesteps, net
 
 
 def compiled(model):
-    """``torch.compile`` of the network for sampling: shapes specialise per batch, and a dimension that
-    changes between batches (atoms, varying pairs) becomes symbolic after the first recompilation."""
+    """``torch.compile`` of the network for sampling. Shapes specialise to the first batch; a
+    dimension that changes between batches (a smaller last group, other crystal sizes) becomes
+    symbolic at the first recompilation, so a run compiles a few times at most."""
     return torch.compile(model, dynamic=None)
 
 
@@ -217,7 +218,7 @@ def sample_structures(
     - ``"processes"``: each group in one of ``workers`` spawned worker processes holding a copy of
       the network (one core each, no interpreter lock shared); the pool is kept for later calls with
       the same model and weights. Starting it costs a few seconds, so it pays on long runs of many
-      groups (CPU only; ``init`` is not supported there).
+      groups (CPU only; with ``init`` the groups run in threads).
 
     ``compile_network=True`` runs the network through ``torch.compile`` (:func:`compiled`; needs a C++
     compiler): about 10 s of compilation per process, then faster evaluations (docs/BENCHMARKS.md §9).
