@@ -271,9 +271,11 @@ class DiffCSPPP:
 
     def predict_many(self, formulas: Sequence[str], space_groups: Sequence[int], wyckoffs: Sequence | None = None,
                      n: int = 1, seed: int | None = None, steps: int | None = None, step_lr: float | None = None,
-                     precision: str = "fp32"):
+                     precision: str = "fp32", parallel: str = "threads", compile_network: bool = False):
         """Batched :meth:`predict`: one list of ``n`` structures per formula, in one sampler pass.
-        ``space_groups`` and ``wyckoffs`` (None entries: enumerate) are given per formula."""
+        ``space_groups`` and ``wyckoffs`` (None entries: enumerate) are given per formula.
+        ``parallel`` / ``compile_network``: how the sampler groups run (threads or one worker process
+        per core; ``torch.compile``), see :func:`~diffcsp_pp.sample.generate.sample_structures`."""
         import numpy as np
 
         from .diffusion.process import respaced_timesteps
@@ -297,7 +299,8 @@ class DiffCSPPP:
         lr = step_lr if step_lr is not None else default_step_lr(self.config, self.path)
         structures = keep_group(
             lambda idx, sd: sample_structures(self.model, self.config.diffusion, [flat[i][0] for i in idx], seed=sd,
-                                              step_lr=lr, timesteps=timesteps, precision=precision),
+                                              step_lr=lr, timesteps=timesteps, precision=precision,
+                                              parallel=parallel, compile_network=compile_network),
             [t.space_group for t, _, _ in flat], seed)
         for s, (t, a, z) in zip(structures, flat, strict=True):
             s.properties.update({

@@ -100,3 +100,19 @@ def test_generate_resamples_crystals_whose_types_raise_the_group(bundled_gen):
     for s in out:
         a, b = (tok.split(":")[0] for tok in s.properties["wyckoff"].split())
         assert a != b
+
+
+def test_generate_many_in_worker_processes_equals_threads(gen_dir):
+    """Ab initio sampling (types diffused too) in worker processes gives the threads' crystals."""
+    from diffcsp_pp.sample import generate
+
+    m = DiffCSPPP.load(gen_dir)
+    plan = m._gen_plan(4, 221, 0, None)
+    kwargs = {"seed": 2, "steps": 3, "retries": 0}
+    threads = m.generate_many(plan, **kwargs)
+    try:
+        procs = m.generate_many(plan, parallel="processes", **kwargs)
+    finally:
+        generate._shutdown_pool()
+    assert [s.composition for s in procs] == [s.composition for s in threads]
+    assert [s.frac_coords.tolist() for s in procs] == [s.frac_coords.tolist() for s in threads]
