@@ -80,3 +80,18 @@ def test_predict_bad_input(tmp_path, args, message):
 def test_predict_bad_model(tmp_path):
     res = cli("predict", "--formula", "SrTiO3", "--space-group", "221", "--model", tmp_path / "nope", "--out", tmp_path / "o")
     assert res.returncode == 2 and "no model" in res.stderr
+
+
+def test_predict_compile_without_a_compiler_is_one_clear_line(tmp_path):
+    """--compile where torch.compile cannot build (no C++ compiler): exit 2 and one line, no traceback."""
+    import os
+
+    run = _run(tmp_path / "run")
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    res = subprocess.run([sys.executable, "-m", "diffcsp_pp.cli.main", "predict", "--csv",
+                          str(FIXTURES / "perov_5_test.csv.gz"), "--limit", "2", "--model", str(run), "--steps", "2",
+                          "--compile", "--out", str(tmp_path / "o"), "--quiet"],
+                         capture_output=True, text=True, timeout=600, env=env, check=False)
+    assert res.returncode == 2, res.stderr
+    assert "torch.compile could not build the network" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

@@ -35,3 +35,7 @@ class DataError(DiffCSPError, ValueError):
 
 class ChecksumError(DataError):
     """A dataset file does not have the checksum the registry expects."""
+
+
+class CompileError(DiffCSPError, RuntimeError):
+    """``torch.compile`` could not build the network (e.g. no C++ compiler): sample without it."""

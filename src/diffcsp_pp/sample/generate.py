@@ -7,6 +7,7 @@ structures in template order, several per template when ``n > 1``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ import torch
 
 from ..data.batch import CrystalDataset
 from ..diffusion.process import Schedules, sample
-from ..errors import DataError
+from ..errors import CompileError, DataError, DiffCSPError
 from ..model.cspnet import CSPNet
 from ..symmetry.lattice_k import lattice_from_k
 from ..symmetry.templates import SymmetryTemplate, _symbol
@@ -169,11 +170,29 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _worker_group(templates, diffusion_config, gen_seed, step_lr, timesteps, network_dtype, fourier_plan):
+def _worker_group(templates, diffusion_config, gen_seed, step_lr, timesteps, network_dtype, fourier_plan,
+                  compile_network):
     batch = CrystalDataset(templates).collate(list(range(len(templates))))
     sched = Schedules(diffusion_config)
-    return _sample_group(_WORKER["model"], sched, batch, gen_seed, step_lr, timesteps, None, network_dtype,
-                         fourier_plan)
+    with _compile_errors(compile_network):
+        return _sample_group(_WORKER["model"], sched, batch, gen_seed, step_lr, timesteps, None, network_dtype,
+                             fourier_plan)
+
+
+@contextlib.contextmanager
+def _compile_errors(compile_network: bool):
+    """With a compiled network, a failure of torch.compile's machinery becomes a CompileError."""
+    try:
+        yield
+    except (DiffCSPError, ValueError, KeyboardInterrupt):
+        raise
+    except Exception as err:
+        module = type(err).__module__ or ""
+        if compile_network and module.startswith(("torch._dynamo", "torch._inductor")):
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CompileError(f"torch.compile could not build the network ({type(err).__name__}: {first[:200]}); "
+                               "sample without --compile / compile_network") from None
+        raise
 
 
 def compiled(model):
@@ -276,8 +295,9 @@ def sample_structures(
 
     def run(g_idx: int) -> None:
         batch = dataset.collate(groups[g_idx]).to(device)
-        store(g_idx, _sample_group(net, sched, batch, gen_seed(g_idx), step_lr, timesteps, init, network_dtype,
-                                   fourier_plan))
+        with _compile_errors(compile_network):
+            store(g_idx, _sample_group(net, sched, batch, gen_seed(g_idx), step_lr, timesteps, init, network_dtype,
+                                       fourier_plan))
 
     bar = tqdm(total=len(groups), desc="sample", unit="batch", disable=not progress)
     if use_processes:
@@ -285,7 +305,7 @@ def sample_structures(
 
         pool = _process_pool(getattr(model, "_orig_mod", model), workers, compile_network)
         futures = {pool.submit(_worker_group, [expanded[i] for i in group], diffusion_config, gen_seed(g_idx),
-                               step_lr, timesteps, network_dtype, fourier_plan): g_idx
+                               step_lr, timesteps, network_dtype, fourier_plan, compile_network): g_idx
                    for g_idx, group in enumerate(groups)}
         try:
             for future in as_completed(futures):
