@@ -7,9 +7,10 @@ The sampler runs ``--steps`` predictor-corrector steps (2 NFE each) over one bat
 does not depend on the step count, so the 1998-NFE time is 999 x the per-step time.
 
 ``--no-plan`` turns off the sampler's precomputed Fourier products (the speed before it).
-``--compile`` wraps the network in ``torch.compile(dynamic=False)``; the warm-up then samples the
-same groups (same shapes) for 3 steps and its wall time, which holds the compilation, is reported
-as ``warmup_s`` (not in the per-NFE figure).
+``--compile`` samples with ``compile_network=True`` (the sampler's ``torch.compile`` of the
+network); the warm-up then samples the same groups (same shapes) for 3 steps and its wall time,
+which holds the compilation, is reported as ``warmup_s`` (not in the per-NFE figure). With
+``--compile`` and several groups use ``--workers 1`` or ``--processes``.
 ``--processes P`` splits the crystals into P equal slices sampled by P processes at once (spawned,
 one intra-op thread each); each warms up (and compiles) on its slice, all start the timed run
 together (a barrier), and the figure is the slowest process's wall time over the NFE.
@@ -95,10 +96,8 @@ def _run(args, start_row: int, count: int, barrier) -> tuple[float, dict]:
     res = preprocess(args.csv, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=cfg.symprec), progress=False)
     infos = load_records(res.output)[start_row : start_row + count]
     steps = respaced_timesteps(cfg.diffusion.timesteps, args.steps)
-    if args.compile:
-        model = torch.compile(model, dynamic=False)
     kwargs = {"max_edges": 10**9, "precision": args.precision, "group_size": args.group_size, "workers": args.workers,
-              "fourier_plan": not args.no_plan}
+              "fourier_plan": not args.no_plan, "compile_network": args.compile}
     start = time.perf_counter()
     # warm-up (with --compile: compiles for the timed groups' shapes)
     sample_structures(model, cfg.diffusion, infos if args.compile else infos[:4], seed=0, step_lr=1e-5,
