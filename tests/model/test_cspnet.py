@@ -145,6 +145,19 @@ def test_fixed_pair_axes_against_random_configurations(dataset):
     assert (fixed_np == fixed.numpy()).all() and abs(value_np - value.numpy()).max() == 0
 
 
+def _assert_plan_gives_the_full_outputs(model, batch, plan, task, first_seed):
+    """The network with ``plan`` equals the network without one on three symmetric configurations."""
+    for seed in range(3):
+        k, _, t, a = _inputs(batch, task, seed)
+        x = _symmetric_coords(batch, first_seed + seed)
+        full = model(batch, k, x, t, a)
+        planned = model(batch, k, x, t, a, plan=plan)
+        torch.testing.assert_close(planned.pred_score_x, full.pred_score_x)
+        torch.testing.assert_close(planned.pred_eps_k, full.pred_eps_k)
+        if task == "gen":
+            torch.testing.assert_close(planned.pred_eps_a, full.pred_eps_a)
+
+
 @pytest.mark.parametrize("task", ["csp", "gen"])
 def test_fourier_plan_gives_the_full_products(dataset, task):
     """With the plan (fixed Fourier products computed once) the network gives the same outputs as
@@ -154,15 +167,7 @@ def test_fourier_plan_gives_the_full_products(dataset, task):
     batch = dataset.collate(list(range(len(dataset))))
     plan = model.fourier_plan(batch)
     assert plan.dense is None  # crystals of different sizes: the edge-list layout
-    for seed in range(3):
-        k, _, t, a = _inputs(batch, task, seed)
-        x = _symmetric_coords(batch, 10 + seed)
-        full = model(batch, k, x, t, a)
-        planned = model(batch, k, x, t, a, plan=plan)
-        torch.testing.assert_close(planned.pred_score_x, full.pred_score_x)
-        torch.testing.assert_close(planned.pred_eps_k, full.pred_eps_k)
-        if task == "gen":
-            torch.testing.assert_close(planned.pred_eps_a, full.pred_eps_a)
+    _assert_plan_gives_the_full_outputs(model, batch, plan, task, first_seed=10)
 
 
 def _same_size_dataset(name, num_atoms):
@@ -183,15 +188,7 @@ def test_dense_plan_gives_the_full_products(fixture, num_atoms, task):
     plan = model.fourier_plan(batch)
     assert plan.dense is not None and plan.dense.n == num_atoms
     assert any(rows is not None for rows in plan.dense.rows)  # something varies: the varying rows are exercised
-    for seed in range(3):
-        k, _, t, a = _inputs(batch, task, seed)
-        x = _symmetric_coords(batch, 20 + seed)
-        full = model(batch, k, x, t, a)
-        planned = model(batch, k, x, t, a, plan=plan)
-        torch.testing.assert_close(planned.pred_score_x, full.pred_score_x)
-        torch.testing.assert_close(planned.pred_eps_k, full.pred_eps_k)
-        if task == "gen":
-            torch.testing.assert_close(planned.pred_eps_a, full.pred_eps_a)
+    _assert_plan_gives_the_full_outputs(model, batch, plan, task, first_seed=20)
 
 
 def test_fourier_plan_on_cubic_perovskite_has_nothing_to_recompute():

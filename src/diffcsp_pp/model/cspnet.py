@@ -125,10 +125,11 @@ class DenseEdges:
     ``const`` [L, B·n·n, H]: the fixed part of each layer's first edge pre-activation (the Fourier
     products of the fixed (pair, axis) entries, ``+`` on edge (i, j), ``-`` on (j, i), the
     self-loop constant ``W_cos·1``); ``rows[c]``: the dense rows of the edges (i, j) and (j, i) of
-    the pairs ``var_pairs[c]`` — in this layout an axis along which any pair varies is recomputed
-    for all pairs, so an evaluation's shapes depend on the batch size only — or None; ``w_fourier[l][c]``: layer
-    l's sine and cosine blocks [F, H] of axis c; ``w_nodes[l]`` [H, 2H]: the h_i and h_j blocks of
-    layer l; ``w_k`` [6, L·H] and ``bias`` [L·H]: the lattice blocks and biases of all layers.
+    all pairs when axis c is recomputed, else None — in this layout an axis along which any pair
+    varies is recomputed for all pairs, so an evaluation's shapes depend on the batch size only;
+    ``w_fourier[l][c]``: layer l's sine and cosine blocks [F, H] of axis c; ``w_nodes[l]`` [H, 2H]:
+    the h_i and h_j blocks of layer l; ``w_k`` [6, L·H] and ``bias`` [L·H]: the lattice blocks and
+    biases of all layers.
     """
 
     n: int
@@ -193,9 +194,10 @@ class CSPLayer(nn.Module):
     def forward_dense(self, h, w_nodes, kb, const, var_terms, n):
         """The same update on a batch of B crystals of n atoms each, edges in the dense layout
         (:class:`DenseEdges`): h [N = B·n, H]; w_nodes = :meth:`node_weights`; kb [B, H] = k·W_kᵀ + b;
-        const [B·n·n, H] this layer's fixed edge part; var_terms: for each axis with varying pairs,
-        (sin features [V, F], this layer's sine block [F, H], cos features, cosine block, rows of the
-        edges (i, j), rows of the edges (j, i)): the products added there (``+`` and ``-`` sine)."""
+        const [B·n·n, H] this layer's fixed edge part; var_terms: for each recomputed axis, (sine
+        features of the P pairs [P, F], this layer's sine block [F, H], cosine features, cosine
+        block, rows of the edges (i, j), rows of the edges (j, i)): the products added there
+        (``+`` sine on (i, j), ``-`` sine on (j, i))."""
         B, H = kb.shape
         hn = self.norm(h)
         ab = (hn @ w_nodes).to(const.dtype)
@@ -276,8 +278,8 @@ class CSPNet(nn.Module):
         const[pos_minus] = even_const - odd_const
         const[diag * n + diag % n] = self._fourier_blocks()[1].reshape(L * H, -1).sum(1)  # cos(0) = 1 on self-loops
         F = self.config.num_freqs
-        rows = tuple(None if idx is not None and idx.numel() == 0 else
-                     (pos_plus, pos_minus) if idx is None else (pos_plus[idx], pos_minus[idx]) for idx in var_pairs)
+        # an axis varies for all pairs (None) or for none (empty) here (see fourier_plan)
+        rows = tuple((pos_plus, pos_minus) if idx is None else None for idx in var_pairs)
         blocks = [layer.fourier_weights(6 * F) for layer in self.layers]
         w = [layer.edge_in.weight for layer in self.layers]
         return DenseEdges(
@@ -291,36 +293,32 @@ class CSPNet(nn.Module):
             bias=torch.cat([layer.edge_in.bias for layer in self.layers]),
         )
 
-    def _varying_products(self, plan: FourierPlan, diff: torch.Tensor):
-        """Yield (axis, pairs or None for all, sine products, cosine products) [V, L·H] of the
-        (pair, axis) entries the plan does not hold."""
+    def _planned_products(self, plan: FourierPlan, diff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """All layers' Fourier products [P, L·H] from the plan's fixed part and the varying entries."""
+        odd, even = plan.odd_const.clone(), plan.even_const.clone()
         for c, idx in enumerate(plan.var_pairs):
             if idx is not None and idx.numel() == 0:
                 continue
             d = diff[:, c] if idx is None else diff[idx, c]
             arg = fourier_args(d, self.config.num_freqs)
             dtype = plan.w_sin[c].dtype
-            yield c, idx, arg.sin().to(dtype) @ plan.w_sin[c].t(), arg.cos().to(dtype) @ plan.w_cos[c].t()
-
-    def _planned_products(self, plan: FourierPlan, diff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """All layers' Fourier products [P, L·H] from the plan's fixed part and the varying entries."""
-        odd, even = plan.odd_const.clone(), plan.even_const.clone()
-        for _, idx, s, co in self._varying_products(plan, diff):
+            s = (arg.sin().to(dtype) @ plan.w_sin[c].t()).to(odd.dtype)
+            co = (arg.cos().to(dtype) @ plan.w_cos[c].t()).to(even.dtype)
             if idx is None:
                 odd += s
                 even += co
             else:
-                odd.index_add_(0, idx, s.to(odd.dtype))
-                even.index_add_(0, idx, co.to(even.dtype))
+                odd.index_add_(0, idx, s)
+                even.index_add_(0, idx, co)
         return odd, even
 
     def _dense_layers(self, plan: FourierPlan, h, k_in, diff):
         """The message-passing layers on a uniform batch with its dense plan (same result as the edge list)."""
         dense, H = plan.dense, self.config.hidden
-        feats = []  # per varying axis: sin and cos features [V, F] and the edge rows
-        for c, idx in enumerate(plan.var_pairs):
+        feats = []  # per recomputed axis: sin and cos features [P, F] and the edge rows
+        for c in range(3):
             if dense.rows[c] is not None:
-                arg = fourier_args(diff[:, c] if idx is None else diff[idx, c], self.config.num_freqs)
+                arg = fourier_args(diff[:, c], self.config.num_freqs)  # the axis varies for every pair
                 feats.append((c, arg.sin().to(dense.const.dtype), arg.cos().to(dense.const.dtype), *dense.rows[c]))
         kb = torch.addmm(dense.bias, k_in, dense.w_k)  # [B, L·H]
         for l, layer in enumerate(self.layers):
