@@ -10,6 +10,7 @@ import torch
 
 from diffcsp_pp import build_template
 from diffcsp_pp.diffusion.process import DiffusionConfig
+from diffcsp_pp.errors import CompileError
 from diffcsp_pp.model import CSPNet, ModelConfig
 from diffcsp_pp.sample import load_run, sample_structures
 from diffcsp_pp.symmetry import detect_space_group
@@ -124,7 +125,12 @@ def test_compiled_network_samples_the_same_structures(tmp_path):
                  build_template(99, [("Pb", "a"), ("Ti", "b"), ("O", "b"), ("O", "c")])]
     kwargs = {"seed": 5, "step_lr": 1e-5, "n": 2, "timesteps": list(range(6, 0, -1)), "workers": 1}
     eager = sample_structures(model, cfg.diffusion, templates, **kwargs)
-    fast = sample_structures(model, cfg.diffusion, templates, compile_network=True, **kwargs)
+    try:
+        fast = sample_structures(model, cfg.diffusion, templates, compile_network=True, **kwargs)
+    except CompileError as err:  # a machine whose C++ tool chain cannot build inductor's kernels
+        if any(key in str(err) for key in ("CxxCompiler", "CppCompileError", "C++")):
+            pytest.skip(f"torch.compile cannot build here: {err}")
+        raise
     for a, b, t in zip(eager, fast, [t for t in templates for _ in range(2)]):
         assert np.allclose(a.lattice.matrix, b.lattice.matrix, atol=1e-4)
         assert np.abs((a.frac_coords - b.frac_coords + 0.5) % 1.0 - 0.5).max() < 1e-4
