@@ -237,7 +237,8 @@ def sample_structures(
     - ``"processes"``: each group in one of ``workers`` spawned worker processes holding a copy of
       the network (one core each, no interpreter lock shared); the pool is kept for later calls with
       the same model and weights. Starting it costs a few seconds, so it pays on long runs of many
-      groups (CPU only; with ``init`` the groups run in threads).
+      groups (CPU only; with ``init`` the groups run in threads). As with any spawned pool, a
+      script that uses it needs the ``if __name__ == "__main__":`` guard.
 
     ``compile_network=True`` runs the network through ``torch.compile`` (:func:`compiled`; needs a C++
     compiler): about 10 s of compilation per process, then faster evaluations (docs/BENCHMARKS.md §9).
