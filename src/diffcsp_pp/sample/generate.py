@@ -7,6 +7,7 @@ structures in template order, several per template when ``n > 1``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -94,13 +95,16 @@ def _chunks(sizes: np.ndarray, max_edges: int, max_crystals: int = 2**31) -> lis
     return groups
 
 
-def _sample_group(model, sched, batch, gen_seed: int, step_lr, timesteps, init, network_dtype, fourier_plan):
+def _sample_group(model, sched, batch, gen_seed: int, step_lr, timesteps, init, network_dtype, fourier_plan,
+                  compile_network: bool = False):
     """Sample one group (one batch) with its own random stream: (lattices [B, 3, 3], frac coords
-    [N, 3], types [N], batch index [N]) as numpy arrays."""
+    [N, 3], types [N], batch index [N]) as numpy arrays. ``compile_network``: ``model`` is compiled
+    (a failure of torch.compile's machinery is raised as a CompileError)."""
     gen = torch.Generator(device=batch.frac_coords.device).manual_seed(gen_seed)
     start = init(sched, batch, gen) if init is not None else None
-    k, x, types = sample(model, sched, batch, gen, step_lr, timesteps, init=start, network_dtype=network_dtype,
-                         fourier_plan=fourier_plan)
+    with _compile_errors(compile_network):
+        k, x, types = sample(model, sched, batch, gen, step_lr, timesteps, init=start, network_dtype=network_dtype,
+                             fourier_plan=fourier_plan)
     return (lattice_from_k(k.double().cpu().numpy()), x.double().cpu().numpy(), types.cpu().numpy(),
             batch.batch_idx.cpu().numpy())
 
@@ -126,10 +130,12 @@ def _shutdown_pool() -> None:
         pool.shutdown(cancel_futures=True)
 
 
+atexit.register(_shutdown_pool)
+
+
 def _process_pool(model, workers: int, compile_network: bool):
     """A pool of ``workers`` spawned processes holding a copy of ``model`` (reused while the model,
     its weights and the options stay the same)."""
-    import atexit
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -139,9 +145,7 @@ def _process_pool(model, workers: int, compile_network: bool):
         state = {name: t.detach().cpu().clone() for name, t in model.state_dict().items()}
         pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                    initargs=(model.config.to_dict(), state, compile_network))
-        if not _POOL.get("atexit"):
-            atexit.register(_shutdown_pool)
-        _POOL.update(key=key, pool=pool, atexit=True)
+        _POOL.update(key=key, pool=pool)
     return _POOL["pool"]
 
 
@@ -174,9 +178,8 @@ def _worker_group(templates, diffusion_config, gen_seed, step_lr, timesteps, net
                   compile_network):
     batch = CrystalDataset(templates).collate(list(range(len(templates))))
     sched = Schedules(diffusion_config)
-    with _compile_errors(compile_network):
-        return _sample_group(_WORKER["model"], sched, batch, gen_seed, step_lr, timesteps, None, network_dtype,
-                             fourier_plan)
+    return _sample_group(_WORKER["model"], sched, batch, gen_seed, step_lr, timesteps, None, network_dtype,
+                         fourier_plan, compile_network)
 
 
 @contextlib.contextmanager
@@ -278,7 +281,8 @@ def sample_structures(
     out: list = [None] * len(expanded)
     network_dtype = PRECISIONS[precision]
     threads = torch.get_num_threads()
-    workers = min(threads if workers is None else int(workers), len(groups)) if device.type == "cpu" else 1
+    requested = threads if workers is None else int(workers)
+    workers = min(requested, len(groups)) if device.type == "cpu" else 1
     use_processes = parallel == "processes" and device.type == "cpu" and init is None
     if compile_network and workers > 1 and not use_processes:
         raise ValueError("compile_network with several groups at once needs parallel='processes' (or workers=1)")
@@ -296,15 +300,16 @@ def sample_structures(
 
     def run(g_idx: int) -> None:
         batch = dataset.collate(groups[g_idx]).to(device)
-        with _compile_errors(compile_network):
-            store(g_idx, _sample_group(net, sched, batch, gen_seed(g_idx), step_lr, timesteps, init, network_dtype,
-                                       fourier_plan))
+        store(g_idx, _sample_group(net, sched, batch, gen_seed(g_idx), step_lr, timesteps, init, network_dtype,
+                                   fourier_plan, compile_network))
 
     bar = tqdm(total=len(groups), desc="sample", unit="batch", disable=not progress)
     if use_processes:
         from concurrent.futures import as_completed
 
-        pool = _process_pool(getattr(model, "_orig_mod", model), workers, compile_network)
+        # sized by the request, not by this call's groups: a later call with fewer groups (a retry
+        # round, the last chunk of a CSV) reuses the pool instead of starting and compiling anew
+        pool = _process_pool(getattr(model, "_orig_mod", model), requested, compile_network)
         futures = {pool.submit(_worker_group, [expanded[i] for i in group], diffusion_config, gen_seed(g_idx),
                                step_lr, timesteps, network_dtype, fourier_plan, compile_network): g_idx
                    for g_idx, group in enumerate(groups)}
