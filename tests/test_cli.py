@@ -63,3 +63,34 @@ def test_preprocess_cli(tmp_path):
 def test_datasets_cli():
     res = run("datasets")
     assert res.returncode == 0 and "mp_20/train" in res.stdout and "raw.githubusercontent.com" in res.stdout
+
+
+_SPGLIB_NOISE = """
+import sys
+import numpy as np
+import spglib
+from pymatgen.core import Structure
+
+if sys.argv[1] == "cli":
+    from diffcsp_pp.cli.main import main
+
+    main(["datasets"])
+s = Structure.from_file(sys.argv[2])
+lattice, frac, numbers = s.lattice.matrix, s.frac_coords, [site.specie.Z for site in s]
+rng = np.random.default_rng(0)
+for _ in range(766):  # the 766th perturbation makes spglib 2.8 print its internal fallbacks at symprec 0.1
+    eps = 10 ** rng.uniform(-3, -0.5)
+    noisy = frac + rng.normal(scale=eps, size=frac.shape)
+print(spglib.get_symmetry_dataset((lattice, noisy, numbers), symprec=0.1) is not None)
+"""
+
+
+def test_cli_keeps_spglib_warnings_off_the_terminal():
+    plain = subprocess.run([sys.executable, "-c", _SPGLIB_NOISE, "plain", str(SPINEL)], capture_output=True, text=True,
+                           timeout=300)
+    if "spglib:" not in plain.stderr:
+        pytest.skip("this spglib does not print a warning for the probe structure")
+    cli = subprocess.run([sys.executable, "-c", _SPGLIB_NOISE, "cli", str(SPINEL)], capture_output=True, text=True,
+                         timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    assert "spglib:" not in cli.stderr

@@ -123,7 +123,7 @@ class DiffCSPPP:
                 if self._decorations is None:
                     self._decorations = decorations(counts)
 
-                def rank(item):
+                def rank(item, counts=counts):
                     labels, species = [lab for _, lab in item[1]], [el for el, _ in item[1]]
                     return (-counts.get(pattern_key(number, labels, species), 0),
                             -counts.get(pattern_key(number, labels), 0),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -590,6 +591,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``diffcsp-pp`` console script."""
     from ..errors import DiffCSPError
 
+    # spglib's C library prints its internal fallbacks (e.g. "get_bravais_exact_positions_and_lattice
+    # failed.") to stderr; every result it returns is checked here anyway, so the CLI keeps them
+    # off the terminal (SPGLIB_WARNING=ON in the environment shows them again)
+    os.environ.setdefault("SPGLIB_WARNING", "OFF")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
