@@ -37,7 +37,7 @@ def main() -> int:
     parser.add_argument("--group-size", type=int, default=50, help="crystals per sampler group")
     parser.add_argument("--workers", type=int, default=None, help="groups sampled at once (default: threads)")
     parser.add_argument("--default-allocator", action="store_true")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network (static shapes)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network (the sampler's compile_network=True)")
     parser.add_argument("--no-plan", action="store_true", help="recompute every Fourier product at every evaluation")
     parser.add_argument("--processes", type=int, default=1, help="sample disjoint slices in this many processes at once")
     args = parser.parse_args()
