@@ -108,3 +108,10 @@ def test_parse_wyckoff():
     assert parse_wyckoff([("Sr", "a")]) == [("Sr", "a")]
     with pytest.raises(ValueError):
         parse_wyckoff("")
+
+
+def test_seed_must_be_a_non_negative_integer(tmp_path):
+    m = _load(_run(tmp_path))
+    for bad in (-1, 1.5, "3", True):
+        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            m.predict("SrTiO3", space_group=221, seed=bad, steps=2)

@@ -67,6 +67,7 @@ def test_predict_formula_and_csv(tmp_path):
         (["--formula", "SrTiO3", "--space-group", "221", "-n", "0"], "must be >= 1"),
         (["--formula", "SrTiO3", "--space-group", "221", "--processes"], "apply to --csv"),
         (["--csv", "missing.csv"], "no such file"),
+        (["--formula", "SrTiO3", "--space-group", "221", "--seed", "-1"], "--seed must be a non-negative"),
         ([], "either --formula"),
     ],
 )

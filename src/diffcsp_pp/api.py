@@ -199,7 +199,6 @@ class DiffCSPPP:
 
     def _predict_from_formula(self, formula, wyckoff, n, seed, steps, step_lr, precision, diff_ratio):
         """Template retrieval + partial-noise refinement, or the enumerated fallback (see :meth:`predict`)."""
-        import numpy as np
 
         from .retrieval.retrieve import retrieve
         from .sample.generate import default_step_lr, keep_group
@@ -216,7 +215,7 @@ class DiffCSPPP:
             raise ValueError(f"diff_ratio must be 0 (template only) or in (0, 1), got {diff_ratio!r}")
         comp = parse_formula(formula)
         index, scorer = self._template_index()
-        seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
+        seed = _seed(seed)
         lr = step_lr if step_lr is not None else default_step_lr(self.config, self.path)
         candidates = retrieve(index, scorer, comp, top_k=n, max_atoms=MAX_ATOMS)
         if not candidates:
@@ -276,7 +275,6 @@ class DiffCSPPP:
         ``space_groups`` and ``wyckoffs`` (None entries: enumerate) are given per formula.
         ``parallel`` / ``compile_network``: how the sampler groups run (threads or one worker process
         per core; ``torch.compile``), see :func:`~diffcsp_pp.sample.generate.sample_structures`."""
-        import numpy as np
 
         from .diffusion.process import respaced_timesteps
         from .sample.generate import default_step_lr, keep_group, sample_structures
@@ -294,7 +292,7 @@ class DiffCSPPP:
             chosen = [candidates[i % len(candidates)] for i in range(n)]
             plans.append([(build_template(sg, a), a, z) for a, z in chosen])
         flat = [p for plan in plans for p in plan]
-        seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
+        seed = _seed(seed)
         timesteps = respaced_timesteps(self.config.diffusion.timesteps, steps)
         lr = step_lr if step_lr is not None else default_step_lr(self.config, self.path)
         structures = keep_group(
@@ -346,7 +344,7 @@ class DiffCSPPP:
             labels = tuple(wyckoff_position(number, t).label for t in tokens)
             build_template(number, [("H", lab) for lab in labels])  # fixed positions used twice -> ValueError
             return [(number, labels)] * n
-        rng = np.random.default_rng(None if seed is None else [int(seed), 7])
+        rng = np.random.default_rng(None if seed is None else [_seed(seed), 7])
         return draw_patterns(self.pattern_counts, n, space_group, rng)
 
     def generate_many(self, plan: Sequence[tuple[int, Sequence[str]]], seed: int | None = None,
@@ -376,7 +374,7 @@ class DiffCSPPP:
             raise ValueError(f"{self.path} is a CSP model; generate needs an ab initio (gen) model, e.g. mp20-gen")
         # species are placeholders: the ab initio sampler ignores them and generates the types
         templates = [build_template(sg, [("H", lab) for lab in labels]) for sg, labels in plan]
-        seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
+        seed = _seed(seed)
         timesteps = respaced_timesteps(self.config.diffusion.timesteps, steps)
         lr = step_lr if step_lr is not None else default_step_lr(self.config, self.path)
         structures = keep_group(
@@ -392,6 +390,17 @@ class DiffCSPPP:
                 "seed": seed,
             })
         return structures
+
+
+def _seed(seed) -> int:
+    """A user's seed as a non-negative int (ValueError otherwise); None draws one."""
+    import numpy as np
+
+    if seed is None:
+        return int(np.random.default_rng().integers(2**31))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
 
 
 def _multiple_of(got: dict[str, int], comp: dict[str, int]) -> int | None:

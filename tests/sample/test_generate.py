@@ -179,3 +179,99 @@ sample_structures(model, cfg.diffusion, t * 50, seed=0, step_lr=1e-5, group_size
                 if stat.read().split()[2] != "Z":
                     alive.append(pid)
     assert not alive
+
+
+def _alive(pids) -> list[int]:
+    """The pids still running (a zombie, exited but not reaped, counts as stopped)."""
+    import os
+
+    out = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().split()[2] != "Z":
+                    out.append(pid)
+        except (ProcessLookupError, FileNotFoundError):
+            continue
+    return out
+
+
+def test_seeds_beyond_64_bits_wrap_instead_of_overflowing(tmp_path):
+    """Group streams are seeded with (seed·1,000,003 + group) mod 2⁶⁴: a seed of 2⁶⁴ + 5 gives seed 5's
+    structures (torch would overflow on it, and a retry round multiplies seeds further)."""
+    model, cfg = load_run(_run_dir(tmp_path, "csp"))
+    templates = [build_template(221, [("Sr", "a"), ("Ti", "b"), ("O", "c")])] * 2
+    kwargs = {"step_lr": 1e-5, "timesteps": [3, 2, 1], "group_size": 1, "workers": 1}
+    small = sample_structures(model, cfg.diffusion, templates, seed=5, **kwargs)
+    big = sample_structures(model, cfg.diffusion, templates, seed=2**64 + 5, **kwargs)
+    assert [s.frac_coords.tolist() for s in big] == [s.frac_coords.tolist() for s in small]
+    huge = sample_structures(model, cfg.diffusion, templates, seed=2**62, **kwargs)
+    assert all(detect_space_group(s, 1e-3) == 221 for s in huge)
+
+
+def test_a_broken_worker_pool_is_replaced(tmp_path):
+    """A worker that dies (killed, out of memory) breaks its pool for good; the next call starts a
+    new pool instead of failing on the cached one."""
+    import os
+    import signal
+    import time
+
+    from diffcsp_pp.sample import generate
+
+    model, cfg = load_run(_run_dir(tmp_path, "csp"))
+    templates = [build_template(221, [("Sr", "a"), ("Ti", "b"), ("O", "c")])] * 2
+    kwargs = {"seed": 1, "step_lr": 1e-5, "timesteps": [2, 1], "group_size": 1, "workers": 2, "parallel": "processes"}
+    try:
+        first = sample_structures(model, cfg.diffusion, templates, **kwargs)
+        pool = generate._POOL["pool"]
+        os.kill(next(iter(pool._processes)), signal.SIGKILL)
+        deadline = time.time() + 20
+        while not pool._broken and time.time() < deadline:
+            time.sleep(0.1)
+        assert pool._broken
+        second = sample_structures(model, cfg.diffusion, templates, **kwargs)
+        assert generate._POOL["pool"] is not pool
+    finally:
+        generate._shutdown_pool()
+    assert [s.frac_coords.tolist() for s in second] == [s.frac_coords.tolist() for s in first]
+
+
+def test_ctrl_c_stops_the_worker_processes_at_once(tmp_path):
+    """SIGINT to the parent (Ctrl-C) ends the run promptly: the queued groups are dropped and the
+    workers terminated, not left to finish what was handed to them."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = _run_dir(tmp_path, "csp")
+    script = f"""
+from diffcsp_pp import build_template
+from diffcsp_pp.sample import load_run, sample_structures
+from diffcsp_pp.sample import generate
+model, cfg = load_run({str(run_dir)!r})
+t = [build_template(221, [("Sr", "a"), ("Ti", "b"), ("O", "c")])] * 4
+sample_structures(model, cfg.diffusion, t, seed=0, step_lr=1e-5, timesteps=[2, 1], group_size=1, workers=2,
+                  parallel="processes")
+print(" ".join(str(p) for p in generate._POOL["pool"]._processes), flush=True)
+try:
+    sample_structures(model, cfg.diffusion, t * 100, seed=0, step_lr=1e-5, group_size=100, workers=2,
+                      parallel="processes")
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2
+    time.sleep(1.0)
+    sent = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert "interrupted" in out
+    # measured: 0.4 s; 9.5 s when the workers finished the groups they held
+    assert time.time() - sent < 5
+    deadline = time.time() + 15
+    while _alive(pids) and time.time() < deadline:
+        time.sleep(0.3)
+    assert not _alive(pids)

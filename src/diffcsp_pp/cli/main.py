@@ -208,7 +208,7 @@ def cmd_predict(args) -> int:
         raise ValueError("--diff-ratio applies to --formula without --space-group")
     writer = PredictionWriter(args.out, inputs)
     done = writer.done()
-    seed = 0 if args.seed is None else args.seed
+    seed = 0 if args.seed is None else _check_seed(args.seed)
     if args.formula is not None and args.space_group is None:
         # formula alone: retrieved training templates, refined with partial noise (top-k, ranked)
         top_k = args.top_k or args.n
@@ -299,7 +299,7 @@ def cmd_generate(args) -> int:
     if args.wyckoff is not None and args.space_group is None:
         raise ValueError("--wyckoff needs --space-group")
     model = DiffCSPPP.load(args.model or DEFAULT_GEN)
-    seed = 0 if args.seed is None else args.seed
+    seed = 0 if args.seed is None else _check_seed(args.seed)
     plan = model._gen_plan(args.n, args.space_group, seed, args.wyckoff)
     inputs = {k: getattr(args, k) for k in ("n", "space_group", "wyckoff", "seed", "steps", "batch_size", "precision")}
     inputs["model"] = str(model.path)
@@ -585,6 +585,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", metavar="DIR", help="check DIR/<dataset>/<split>.csv[.gz] against the checksums")
     p.set_defaults(func=cmd_datasets)
     return parser
+
+
+def _check_seed(seed: int) -> int:
+    if seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {seed}")
+    return seed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -123,11 +123,17 @@ def _weights_key(model) -> tuple:
     return (id(model), tuple((p.data_ptr(), p._version) for p in params), checksum)
 
 
-def _shutdown_pool() -> None:
+def _shutdown_pool(kill: bool = False) -> None:
+    """Stop the worker pool; ``kill`` terminates the workers at once (their current and queued groups
+    are dropped) instead of letting them finish the group they run."""
     pool = _POOL.pop("pool", None)
     _POOL.clear()
-    if pool is not None:
-        pool.shutdown(cancel_futures=True)
+    if pool is None:
+        return
+    if kill:
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+    pool.shutdown(wait=not kill, cancel_futures=True)
 
 
 atexit.register(_shutdown_pool)
@@ -139,23 +145,29 @@ def _process_pool(model, workers: int, compile_network: bool):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    key = (_weights_key(model), workers, compile_network)
-    if _POOL.get("key") != key:
-        _shutdown_pool()
+    key = (_weights_key(model), workers, compile_network, os.getpid())
+    # a pool whose worker died (killed, out of memory) is broken for good: start a new one
+    if _POOL.get("key") != key or getattr(_POOL.get("pool"), "_broken", False):
+        _shutdown_pool(kill=True)
         state = {name: t.detach().cpu().clone() for name, t in model.state_dict().items()}
         pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                   initargs=(model.config.to_dict(), state, compile_network))
+                                   initargs=(model.config.to_dict(), state, compile_network, os.getpid()))
         _POOL.update(key=key, pool=pool)
     return _POOL["pool"]
 
 
-def _init_worker(config: dict, state: dict, compile_network: bool) -> None:
+def _init_worker(config: dict, state: dict, compile_network: bool, parent: int) -> None:
+    import signal
+
     from ..allocator import tune_allocator
     from ..model.cspnet import ModelConfig
 
+    # Ctrl-C in a terminal reaches the whole process group: the parent handles it (and stops the
+    # workers), a worker must not die of it on its own (that would break the pool)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     tune_allocator()
     torch.set_num_threads(1)  # one core per worker: small products do not share well between threads
-    _exit_with_parent(os.getppid())
+    _exit_with_parent(parent)
     net = CSPNet(ModelConfig(**config)).to(next(iter(state.values())).dtype)
     net.load_state_dict(state)
     _WORKER["model"] = compiled(net.eval()) if compile_network else net.eval()
@@ -285,10 +297,13 @@ def sample_structures(
     workers = min(requested, len(groups)) if device.type == "cpu" else 1
     use_processes = parallel == "processes" and device.type == "cpu" and init is None
     if compile_network and workers > 1 and not use_processes:
-        raise ValueError("compile_network with several groups at once needs parallel='processes' (or workers=1)")
+        raise ValueError("compile_network with several groups at once needs parallel='processes' without init "
+                         "(or workers=1)")
 
     def gen_seed(g_idx: int) -> int:
-        return int(seed) * 1_000_003 + g_idx
+        # torch seeds are 64-bit (a negative one is taken mod 2**64 already): the same streams for
+        # every seed that fits, and no overflow for the large seeds of retry rounds or timestamps
+        return (int(seed) * 1_000_003 + g_idx) % 2**64
 
     def store(g_idx: int, result) -> None:
         lattices, x, types, batch_idx = result
@@ -305,7 +320,7 @@ def sample_structures(
 
     bar = tqdm(total=len(groups), desc="sample", unit="batch", disable=not progress)
     if use_processes:
-        from concurrent.futures import as_completed
+        from concurrent.futures import BrokenExecutor, as_completed
 
         # sized by the request, not by this call's groups: a later call with fewer groups (a retry
         # round, the last chunk of a CSV) reuses the pool instead of starting and compiling anew
@@ -317,9 +332,14 @@ def sample_structures(
             for future in as_completed(futures):
                 store(futures[future], future.result())
                 bar.update()
-        except BaseException:
+        except BaseException as err:
             for future in futures:
                 future.cancel()
+            # interrupted, or the pool broke: stop the workers now (groups already queued to them
+            # would otherwise run to the end, and a broken pool cannot be reused); an error of one
+            # group (bad input) leaves the pool for later calls
+            if isinstance(err, (KeyboardInterrupt, SystemExit, BrokenExecutor)):
+                _shutdown_pool(kill=True)
             raise
     elif workers <= 1:
         # a few small crystals make products too small to share between threads: with other work on
