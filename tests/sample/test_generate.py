@@ -275,3 +275,43 @@ except KeyboardInterrupt:
     while _alive(pids) and time.time() < deadline:
         time.sleep(0.3)
     assert not _alive(pids)
+
+
+def _sample_in_forked_child(run_dir, queue) -> None:
+    from diffcsp_pp.sample import generate
+
+    model, cfg = load_run(run_dir)
+    t = [build_template(221, [("Sr", "a"), ("Ti", "b"), ("O", "c")])] * 2
+    out = sample_structures(model, cfg.diffusion, t, seed=1, step_lr=1e-5, timesteps=[2, 1], group_size=1, workers=2,
+                            parallel="processes")
+    generate._shutdown_pool()
+    queue.put(len(out))
+
+
+def test_a_forked_child_leaves_its_parents_pool_alone(tmp_path):
+    """A forked child inherits the parent's pool object: sampling there starts the child's own pool
+    and must not stop (or use) the parent's workers."""
+    import multiprocessing as mp
+
+    from diffcsp_pp.sample import generate
+
+    run_dir = _run_dir(tmp_path, "csp")
+    model, cfg = load_run(run_dir)
+    t = [build_template(221, [("Sr", "a"), ("Ti", "b"), ("O", "c")])] * 2
+    kwargs = {"seed": 1, "step_lr": 1e-5, "timesteps": [2, 1], "group_size": 1, "workers": 2, "parallel": "processes"}
+    try:
+        first = sample_structures(model, cfg.diffusion, t, **kwargs)
+        pool = generate._POOL["pool"]
+        pids = list(pool._processes)
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_sample_in_forked_child, args=(str(run_dir), queue))
+        child.start()
+        assert queue.get(timeout=120) == 2
+        child.join(timeout=60)
+        assert _alive(pids) == pids
+        again = sample_structures(model, cfg.diffusion, t, **kwargs)
+        assert generate._POOL["pool"] is pool
+    finally:
+        generate._shutdown_pool()
+    assert [s.frac_coords.tolist() for s in again] == [s.frac_coords.tolist() for s in first]

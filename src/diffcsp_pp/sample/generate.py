@@ -146,6 +146,8 @@ def _process_pool(model, workers: int, compile_network: bool):
     from concurrent.futures import ProcessPoolExecutor
 
     key = (_weights_key(model), workers, compile_network, os.getpid())
+    if _POOL and _POOL["key"][-1] != os.getpid():
+        _POOL.clear()  # a forked child's copy of its parent's pool: not this process's to stop or use
     # a pool whose worker died (killed, out of memory) is broken for good: start a new one
     if _POOL.get("key") != key or getattr(_POOL.get("pool"), "_broken", False):
         _shutdown_pool(kill=True)
