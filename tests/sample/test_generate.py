@@ -137,50 +137,6 @@ def test_compiled_network_samples_the_same_structures(tmp_path):
         assert detect_space_group(b, 1e-3) == t.space_group
 
 
-def test_worker_processes_stop_when_their_parent_is_killed(tmp_path):
-    """Killing a run (SIGKILL of the parent) does not leave worker processes sampling on."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    run_dir = _run_dir(tmp_path, "csp")
-    script = f"""
-import sys, time
-from diffcsp_pp import build_template
-from diffcsp_pp.sample import load_run, sample_structures
-from diffcsp_pp.sample import generate
-model, cfg = load_run({str(run_dir)!r})
-t = [build_template(221, [("Sr", "a"), ("Ti", "b"), ("O", "c")])] * 4
-sample_structures(model, cfg.diffusion, t, seed=0, step_lr=1e-5, timesteps=[2, 1], group_size=1, workers=2,
-                  parallel="processes")
-print(" ".join(str(p) for p in generate._POOL["pool"]._processes), flush=True)
-sample_structures(model, cfg.diffusion, t * 50, seed=0, step_lr=1e-5, group_size=1, workers=2, parallel="processes")
-"""
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    pids = [int(p) for p in proc.stdout.readline().split()]
-    assert len(pids) == 2
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    deadline = time.time() + 15
-    alive = pids
-    while alive and time.time() < deadline:
-        time.sleep(0.5)
-        alive = []
-        for pid in pids:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                continue
-            # a zombie (exited, not yet reaped by init) counts as stopped
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().split()[2] != "Z":
-                    alive.append(pid)
-    assert not alive
-
-
 def _alive(pids) -> list[int]:
     """The pids still running (a zombie, exited but not reaped, counts as stopped)."""
     import os
@@ -195,6 +151,76 @@ def _alive(pids) -> list[int]:
         except (ProcessLookupError, FileNotFoundError):
             continue
     return out
+
+
+def _stopped_within(pids, seconds: float) -> list[int]:
+    """Wait up to ``seconds`` for ``pids`` to stop; the ones still running."""
+    import time
+
+    deadline = time.time() + seconds
+    while _alive(pids) and time.time() < deadline:
+        time.sleep(0.3)
+    return _alive(pids)
+
+
+def _start_long_run(run_dir, long_call: str):
+    """A Python process that starts a pool of 2 workers, prints their pids, then runs ``long_call``
+    (source lines using ``model``, ``cfg`` and the 4 templates ``t``); (process, worker pids)."""
+    import subprocess
+    import sys
+    import time
+
+    script = f"""
+from diffcsp_pp import build_template
+from diffcsp_pp.sample import load_run, sample_structures
+from diffcsp_pp.sample import generate
+model, cfg = load_run({str(run_dir)!r})
+t = [build_template(221, [("Sr", "a"), ("Ti", "b"), ("O", "c")])] * 4
+sample_structures(model, cfg.diffusion, t, seed=0, step_lr=1e-5, timesteps=[2, 1], group_size=1, workers=2,
+                  parallel="processes")
+print(" ".join(str(p) for p in generate._POOL["pool"]._processes), flush=True)
+{long_call}
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2
+    time.sleep(1.0)
+    return proc, pids
+
+
+def test_worker_processes_stop_when_their_parent_is_killed(tmp_path):
+    """Killing a run (SIGKILL of the parent) does not leave worker processes sampling on."""
+    import signal
+
+    proc, pids = _start_long_run(_run_dir(tmp_path, "csp"), """
+sample_structures(model, cfg.diffusion, t * 50, seed=0, step_lr=1e-5, group_size=1, workers=2, parallel="processes")
+""")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not _stopped_within(pids, 15)
+
+
+def test_ctrl_c_stops_the_worker_processes_at_once(tmp_path):
+    """SIGINT to the parent (Ctrl-C) ends the run promptly: the queued groups are dropped and the
+    workers terminated, not left to finish what was handed to them."""
+    import signal
+    import time
+
+    proc, pids = _start_long_run(_run_dir(tmp_path, "csp"), """
+try:
+    sample_structures(model, cfg.diffusion, t * 100, seed=0, step_lr=1e-5, group_size=100, workers=2,
+                      parallel="processes")
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+""")
+    sent = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert "interrupted" in out
+    # measured: 0.4 s; 9.5 s when the workers finished the groups they held
+    assert time.time() - sent < 5
+    assert not _stopped_within(pids, 15)
+
 
 
 def test_seeds_beyond_64_bits_wrap_instead_of_overflowing(tmp_path):
@@ -235,46 +261,6 @@ def test_a_broken_worker_pool_is_replaced(tmp_path):
     finally:
         generate._shutdown_pool()
     assert [s.frac_coords.tolist() for s in second] == [s.frac_coords.tolist() for s in first]
-
-
-def test_ctrl_c_stops_the_worker_processes_at_once(tmp_path):
-    """SIGINT to the parent (Ctrl-C) ends the run promptly: the queued groups are dropped and the
-    workers terminated, not left to finish what was handed to them."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    run_dir = _run_dir(tmp_path, "csp")
-    script = f"""
-from diffcsp_pp import build_template
-from diffcsp_pp.sample import load_run, sample_structures
-from diffcsp_pp.sample import generate
-model, cfg = load_run({str(run_dir)!r})
-t = [build_template(221, [("Sr", "a"), ("Ti", "b"), ("O", "c")])] * 4
-sample_structures(model, cfg.diffusion, t, seed=0, step_lr=1e-5, timesteps=[2, 1], group_size=1, workers=2,
-                  parallel="processes")
-print(" ".join(str(p) for p in generate._POOL["pool"]._processes), flush=True)
-try:
-    sample_structures(model, cfg.diffusion, t * 100, seed=0, step_lr=1e-5, group_size=100, workers=2,
-                      parallel="processes")
-except KeyboardInterrupt:
-    print("interrupted", flush=True)
-"""
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    pids = [int(p) for p in proc.stdout.readline().split()]
-    assert len(pids) == 2
-    time.sleep(1.0)
-    sent = time.time()
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    assert "interrupted" in out
-    # measured: 0.4 s; 9.5 s when the workers finished the groups they held
-    assert time.time() - sent < 5
-    deadline = time.time() + 15
-    while _alive(pids) and time.time() < deadline:
-        time.sleep(0.3)
-    assert not _alive(pids)
 
 
 def _sample_in_forked_child(run_dir, queue) -> None:
