@@ -145,8 +145,8 @@ def _process_pool(model, workers: int, compile_network: bool):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    key = (_weights_key(model), workers, compile_network, os.getpid())
-    if _POOL and _POOL["key"][-1] != os.getpid():
+    key = (_weights_key(model), workers, compile_network)
+    if _POOL and _POOL["pid"] != os.getpid():
         _POOL.clear()  # a forked child's copy of its parent's pool: not this process's to stop or use
     # a pool whose worker died (killed, out of memory) is broken for good: start a new one
     if _POOL.get("key") != key or getattr(_POOL.get("pool"), "_broken", False):
@@ -154,7 +154,7 @@ def _process_pool(model, workers: int, compile_network: bool):
         state = {name: t.detach().cpu().clone() for name, t in model.state_dict().items()}
         pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                    initargs=(model.config.to_dict(), state, compile_network, os.getpid()))
-        _POOL.update(key=key, pool=pool)
+        _POOL.update(key=key, pool=pool, pid=os.getpid())
     return _POOL["pool"]
 
 
