@@ -4,8 +4,10 @@
 Usage: python scripts/bundle_model.py --run RUN_DIR --name perov5-csp --metrics METRICS.json [--note TEXT]
 
 Writes src/diffcsp_pp/pretrained/NAME/{model.safetensors, config.json, template_stats.json, card.json,
-README.md}. The card takes the training facts from the run (config, steps, epochs, validation loss,
-wall time from the CSV logs) and the evaluation figures from METRICS.json (from csp_benchmark.py).
+README.md} and leaves any other file there (the template index and scorer of prediction from the
+formula alone, which do not depend on the weights). The card takes the training facts from the run
+(config, steps, epochs, validation loss, wall time from the CSV logs) and the evaluation figures from
+METRICS.json (from csp_benchmark.py).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def main() -> int:
     card = {
         "name": args.name, "task": config["task"], "preset": config["preset"], "dataset": config["dataset"],
         "train_files": config["train_files"], "val_files": config["val_files"], "model": config["model"],
-        "params": None, "training": {**state, "wall_time_h": args.wall_time_h, "machine": "2-core CPU (AMD EPYC), fp32"},
+        "params": None, "training": {**state, "wall_time_h": args.wall_time_h, "machine": f"2-core CPU (AMD EPYC), {config['train'].get('precision', '32-true')}"},
         "evaluation": [{k: m.get(k) for k in ("csv", "rows", "sampler_steps", "network_evaluations", "match_rate", "rmse",
                                                "match_rate_ungated", "rmse_ungated", "match_rate_over_predicted_rows",
                                                "requested_space_group_rate", "sample_wall_s")} for m in metrics],

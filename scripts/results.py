@@ -14,10 +14,12 @@ Jobs (name: what):
 - ``perov5_csp_999``: the same with the paper's 999 sampler steps (1,998 network evaluations);
 - ``perov5_csp_999_fast``: the same in the fastest sampler setting (bf16 network, ``torch.compile``,
   one worker process per core) — its match rate and its sampling wall time;
+- ``perov5_small_csp``, ``perov5_small_csp_999``, ``perov5_small_csp_999_fast``: the same three with
+  perov5-csp-small (the small model, same size as the official code's CPU anchor: the speed comparison);
 - ``mp20_csp``: mp20-csp on MP-20-lite pilot_test (1000 rows), ground-truth templates;
 - ``mp20_csp_biternary``: mp20-csp on BITERNARY_ROWS random rows of test_biternary (seed 0);
 - ``mp20_gen``: mp20-gen, GEN_COUNT crystals (bf16 network), `evaluate gen` against pilot_test and the MP-20-lite train;
-- ``perov5_cspml`` / ``mp20_cspml``: formula-only prediction (template retrieval + refinement).
+- ``perov5_cspml`` / ``perov5_small_cspml`` / ``mp20_cspml``: formula-only prediction (template retrieval + refinement).
 """
 
 from __future__ import annotations
@@ -37,6 +39,20 @@ BITERNARY_ROWS = 500  # a seeded random subset of test_biternary's 7118 rows (CP
 GEN_COUNT = 500  # generated crystals (the paper: 10,000; a CPU budget choice, stated in docs/RESULTS.md)
 
 
+def _perov5_csp_jobs(py: str, test: str, out: Path, prefix: str, model: str) -> dict[str, list[list[str]]]:
+    """The three Perov-5 CSP jobs of one bundled model: 100 steps, 999 steps, 999 steps in the fast setting."""
+    path = f"src/diffcsp_pp/pretrained/{model}"
+    return {
+        prefix: [[py, "scripts/csp_benchmark.py", "--model", path, "--csv", test, "--steps", str(STEPS),
+                  "--out", str(out / prefix)]],
+        f"{prefix}_999": [[py, "scripts/csp_benchmark.py", "--model", path, "--csv", test, "--steps", str(PAPER_STEPS),
+                           "--out", str(out / f"{prefix}_999")]],
+        f"{prefix}_999_fast": [[py, "scripts/csp_benchmark.py", "--model", path, "--csv", test, "--steps",
+                                str(PAPER_STEPS), "--precision", "bf16", "--parallel", "processes", "--compile",
+                                "--out", str(out / f"{prefix}_999_fast")]],
+    }
+
+
 def jobs(data: Path, out: Path) -> dict[str, list[list[str]]]:
     py = sys.executable
     perov_test = str(data / "perov_5" / "test.csv.gz")
@@ -44,13 +60,8 @@ def jobs(data: Path, out: Path) -> dict[str, list[list[str]]]:
     biternary = str(data / "mp_20" / "test_biternary.csv.gz")
     lite_train = str(ROOT / "data" / "mp20_lite" / "train.csv.gz")
     return {
-        "perov5_csp": [[py, "scripts/csp_benchmark.py", "--model", "src/diffcsp_pp/pretrained/perov5-csp",
-                        "--csv", perov_test, "--steps", str(STEPS), "--out", str(out / "perov5_csp")]],
-        "perov5_csp_999": [[py, "scripts/csp_benchmark.py", "--model", "src/diffcsp_pp/pretrained/perov5-csp",
-                            "--csv", perov_test, "--steps", str(PAPER_STEPS), "--out", str(out / "perov5_csp_999")]],
-        "perov5_csp_999_fast": [[py, "scripts/csp_benchmark.py", "--model", "src/diffcsp_pp/pretrained/perov5-csp",
-                                 "--csv", perov_test, "--steps", str(PAPER_STEPS), "--precision", "bf16",
-                                 "--parallel", "processes", "--compile", "--out", str(out / "perov5_csp_999_fast")]],
+        **_perov5_csp_jobs(py, perov_test, out, "perov5_csp", "perov5-csp"),
+        **_perov5_csp_jobs(py, perov_test, out, "perov5_small_csp", "perov5-csp-small"),
         "mp20_csp": [[py, "scripts/csp_benchmark.py", "--model", "src/diffcsp_pp/pretrained/mp20-csp",
                       "--csv", pilot, "--steps", str(STEPS), "--out", str(out / "mp20_csp")]],
         "mp20_csp_biternary": [[py, "scripts/csp_benchmark.py", "--model", "src/diffcsp_pp/pretrained/mp20-csp",
@@ -63,14 +74,17 @@ def jobs(data: Path, out: Path) -> dict[str, list[list[str]]]:
             ["diffcsp-pp", "evaluate", "gen", "--pred", str(out / "mp20_gen" / "structures"), "--ref", pilot,
              "--train", lite_train, "--workers", "2", "--out", str(out / "mp20_gen" / "metrics.json")],
         ],
-        "perov5_cspml": [[py, "scripts/template_benchmark.py", "--model", "perov5-csp", "--test", perov_test,
-                          "--no-fingerprint", "--out", str(out / "perov5_cspml" / "metrics.json"), "--workers", "2"]],
+        **{job: [[py, "scripts/template_benchmark.py", "--model", model, "--test", perov_test, "--no-fingerprint",
+                  "--out", str(out / job / "metrics.json"), "--workers", "2"]]
+           for job, model in (("perov5_cspml", "perov5-csp"), ("perov5_small_cspml", "perov5-csp-small"))},
         "mp20_cspml": [[py, "scripts/template_benchmark.py", "--model", "mp20-csp", "--test", pilot, "--top-k", "3",
                         "--out", str(out / "mp20_cspml" / "metrics.json"), "--workers", "2"]],
     }
 
 
-DEFAULT = ["perov5_csp", "perov5_csp_999", "perov5_csp_999_fast", "mp20_csp", "mp20_csp_biternary", "mp20_gen", "perov5_cspml", "mp20_cspml"]
+DEFAULT = ["perov5_csp", "perov5_csp_999", "perov5_csp_999_fast", "perov5_small_csp", "perov5_small_csp_999",
+           "perov5_small_csp_999_fast", "mp20_csp", "mp20_csp_biternary", "mp20_gen", "perov5_cspml", "perov5_small_cspml",
+           "mp20_cspml"]
 
 
 def run(args) -> int:
@@ -118,6 +132,9 @@ def render(out: Path) -> str:
     for job, label, model, dataset in (("perov5_csp", "Perov-5 test", "perov5-csp", "perov_5"),
                                        ("perov5_csp_999", "Perov-5 test", "perov5-csp", "perov_5"),
                                        ("perov5_csp_999_fast", "Perov-5 test", "perov5-csp", "perov_5"),
+                                       ("perov5_small_csp", "Perov-5 test", "perov5-csp-small", "perov_5"),
+                                       ("perov5_small_csp_999", "Perov-5 test", "perov5-csp-small", "perov_5"),
+                                       ("perov5_small_csp_999_fast", "Perov-5 test", "perov5-csp-small", "perov_5"),
                                        ("mp20_csp", "MP-20-lite pilot_test", "mp20-csp", "mp_20"),
                                        ("mp20_csp_biternary", "MP-20 test_biternary", "mp20-csp", "mp_20")):
         m = _load(out / job / "metrics.json")
@@ -138,6 +155,7 @@ def render(out: Path) -> str:
               "top-k | refined, top-1 | refined, best of top-k | paper CSPML template only | paper DiffCSP++ w/ CSPML |",
               "|---|---|---|---|---|---|---|---|---|"]
     for job, label, model, dataset in (("perov5_cspml", "Perov-5 test", "perov5-csp", "perov_5"),
+                                       ("perov5_small_cspml", "Perov-5 test", "perov5-csp-small", "perov_5"),
                                        ("mp20_cspml", "MP-20-lite pilot_test", "mp20-csp", "mp_20")):
         m = _load(out / job / "metrics.json")
         p1, p2 = PAPER_CSPML[dataset]

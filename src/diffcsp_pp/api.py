@@ -39,7 +39,7 @@ from .symmetry.wyckoff import wyckoff_position
 #: Largest conventional cell the API builds from a reduced formula.
 MAX_ATOMS = 200
 #: Bundled models (package data, added as they are trained): name -> folder under ``pretrained/``.
-BUNDLED = {"mp20-csp": "mp20-csp", "mp20-gen": "mp20-gen", "perov5-csp": "perov5-csp"}
+BUNDLED = {"mp20-csp": "mp20-csp", "mp20-gen": "mp20-gen", "perov5-csp": "perov5-csp", "perov5-csp-small": "perov5-csp-small"}
 DEFAULT_CSP = "mp20-csp"
 DEFAULT_GEN = "mp20-gen"
 

@@ -1,0 +1,50 @@
+"""Every bundled model: its files load without pickle, its card describes these weights, and it
+predicts (or generates) crystals that keep the requested space group."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import spglib
+from safetensors.torch import load_file
+
+import diffcsp_pp
+from diffcsp_pp import DiffCSPPP
+from diffcsp_pp.api import BUNDLED
+
+PRETRAINED = Path(diffcsp_pp.__file__).parent / "pretrained"
+SHIPPED = [name for name in BUNDLED if (PRETRAINED / BUNDLED[name] / "model.safetensors").is_file()]
+CSP = [name for name in SHIPPED if json.loads((PRETRAINED / BUNDLED[name] / "config.json").read_text())["task"] == "csp"]
+
+
+def _space_group(structure) -> int:
+    cell = (structure.lattice.matrix, structure.frac_coords, np.array([s.specie.Z for s in structure]))
+    return spglib.get_symmetry_dataset(cell, symprec=1e-3).number
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_card_matches_weights(name):
+    folder = PRETRAINED / BUNDLED[name]
+    card = json.loads((folder / "card.json").read_text())
+    config = json.loads((folder / "config.json").read_text())
+    weights = load_file(folder / "model.safetensors")
+    assert card["name"] == name
+    assert card["task"] == config["task"]
+    assert card["model"] == config["model"]
+    assert card["params"] == sum(t.numel() for t in weights.values())
+    assert (folder / "model.safetensors").stat().st_size <= 20 * 2**20  # the issue's limit per bundled model
+    assert card["evaluation"] or card.get("evaluation_gen"), "a bundled model states measured metrics"
+    assert "PLACEHOLDER" not in json.dumps(card) + (folder / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", CSP)
+def test_csp_model_keeps_the_space_group(name):
+    model = DiffCSPPP.load(name)
+    structures = model.predict("SrTiO3", space_group=221, n=2, seed=0, steps=5)
+    assert len(structures) == 2
+    for s in structures:
+        assert s.composition.reduced_formula == "SrTiO3"
+        assert _space_group(s) == 221
