@@ -38,6 +38,9 @@ STEPS = 100  # sampler steps of the CSP and generation jobs (see docs/BENCHMARKS
 BITERNARY_ROWS = 500  # a seeded random subset of test_biternary's 7118 rows (CPU budget; stated in RESULTS.md)
 GEN_COUNT = 500  # generated crystals (the paper: 10,000; a CPU budget choice, stated in docs/RESULTS.md)
 
+#: The bundled Perov-5 models and the prefix of their CSP jobs (formula-only job: prefix + "ml").
+PEROV5_MODELS = (("perov5_csp", "perov5-csp"), ("perov5_small_csp", "perov5-csp-small"))
+
 
 def _perov5_csp_jobs(py: str, test: str, out: Path, prefix: str, model: str) -> dict[str, list[list[str]]]:
     """The three Perov-5 CSP jobs of one bundled model: 100 steps, 999 steps, 999 steps in the fast setting."""
@@ -60,8 +63,7 @@ def jobs(data: Path, out: Path) -> dict[str, list[list[str]]]:
     biternary = str(data / "mp_20" / "test_biternary.csv.gz")
     lite_train = str(ROOT / "data" / "mp20_lite" / "train.csv.gz")
     return {
-        **_perov5_csp_jobs(py, perov_test, out, "perov5_csp", "perov5-csp"),
-        **_perov5_csp_jobs(py, perov_test, out, "perov5_small_csp", "perov5-csp-small"),
+        **{job: cmds for prefix, model in PEROV5_MODELS for job, cmds in _perov5_csp_jobs(py, perov_test, out, prefix, model).items()},
         "mp20_csp": [[py, "scripts/csp_benchmark.py", "--model", "src/diffcsp_pp/pretrained/mp20-csp",
                       "--csv", pilot, "--steps", str(STEPS), "--out", str(out / "mp20_csp")]],
         "mp20_csp_biternary": [[py, "scripts/csp_benchmark.py", "--model", "src/diffcsp_pp/pretrained/mp20-csp",
@@ -76,7 +78,7 @@ def jobs(data: Path, out: Path) -> dict[str, list[list[str]]]:
         ],
         **{job: [[py, "scripts/template_benchmark.py", "--model", model, "--test", perov_test, "--no-fingerprint",
                   "--out", str(out / job / "metrics.json"), "--workers", "2"]]
-           for job, model in (("perov5_cspml", "perov5-csp"), ("perov5_small_cspml", "perov5-csp-small"))},
+           for job, model in ((f"{prefix}ml", model) for prefix, model in PEROV5_MODELS)},
         "mp20_cspml": [[py, "scripts/template_benchmark.py", "--model", "mp20-csp", "--test", pilot, "--top-k", "3",
                         "--out", str(out / "mp20_cspml" / "metrics.json"), "--workers", "2"]],
     }
@@ -129,13 +131,9 @@ def render(out: Path) -> str:
              "| test set | model | rows | sampler steps | match rate | RMSE | ungated match rate | requested space "
              "group kept | sampling + evaluation wall time | paper (full data, paper model) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for job, label, model, dataset in (("perov5_csp", "Perov-5 test", "perov5-csp", "perov_5"),
-                                       ("perov5_csp_999", "Perov-5 test", "perov5-csp", "perov_5"),
-                                       ("perov5_csp_999_fast", "Perov-5 test", "perov5-csp", "perov_5"),
-                                       ("perov5_small_csp", "Perov-5 test", "perov5-csp-small", "perov_5"),
-                                       ("perov5_small_csp_999", "Perov-5 test", "perov5-csp-small", "perov_5"),
-                                       ("perov5_small_csp_999_fast", "Perov-5 test", "perov5-csp-small", "perov_5"),
-                                       ("mp20_csp", "MP-20-lite pilot_test", "mp20-csp", "mp_20"),
+    perov5 = [(prefix + suffix, "Perov-5 test", model, "perov_5") for prefix, model in PEROV5_MODELS
+              for suffix in ("", "_999", "_999_fast")]
+    for job, label, model, dataset in (*perov5, ("mp20_csp", "MP-20-lite pilot_test", "mp20-csp", "mp_20"),
                                        ("mp20_csp_biternary", "MP-20 test_biternary", "mp20-csp", "mp_20")):
         m = _load(out / job / "metrics.json")
         paper = " ".join(PAPER_CSP[dataset])
@@ -154,9 +152,8 @@ def render(out: Path) -> str:
               "| test set | model | rows (with a template) | template only, top-1 (MR / RMSE) | template only, best of "
               "top-k | refined, top-1 | refined, best of top-k | paper CSPML template only | paper DiffCSP++ w/ CSPML |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for job, label, model, dataset in (("perov5_cspml", "Perov-5 test", "perov5-csp", "perov_5"),
-                                       ("perov5_small_cspml", "Perov-5 test", "perov5-csp-small", "perov_5"),
-                                       ("mp20_cspml", "MP-20-lite pilot_test", "mp20-csp", "mp_20")):
+    perov5 = [(f"{prefix}ml", "Perov-5 test", model, "perov_5") for prefix, model in PEROV5_MODELS]
+    for job, label, model, dataset in (*perov5, ("mp20_cspml", "MP-20-lite pilot_test", "mp20-csp", "mp_20")):
         m = _load(out / job / "metrics.json")
         p1, p2 = PAPER_CSPML[dataset]
         if m is None or not m.get("runs"):
