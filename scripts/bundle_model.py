@@ -45,7 +45,8 @@ def main() -> int:
     card = {
         "name": args.name, "task": config["task"], "preset": config["preset"], "dataset": config["dataset"],
         "train_files": config["train_files"], "val_files": config["val_files"], "model": config["model"],
-        "params": None, "training": {**state, "wall_time_h": args.wall_time_h, "machine": f"2-core CPU (AMD EPYC), {config['train'].get('precision', '32-true')}"},
+        "params": None, "training": {**state, "wall_time_h": args.wall_time_h,
+                                     "machine": f"2-core CPU (AMD EPYC), {config['train'].get('precision', '32-true')}"},
         "evaluation": [{k: m.get(k) for k in ("csv", "rows", "sampler_steps", "network_evaluations", "match_rate", "rmse",
                                                "match_rate_ungated", "rmse_ungated", "match_rate_over_predicted_rows",
                                                "requested_space_group_rate", "sample_wall_s")} for m in metrics],

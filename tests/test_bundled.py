@@ -1,5 +1,6 @@
-"""Every bundled model: its files load without pickle, its card describes these weights, and it
-predicts (or generates) crystals that keep the requested space group."""
+"""Every bundled model: its files load without pickle and its card describes these weights; every
+bundled CSP model predicts crystals that keep the requested space group (mp20-gen's generation is
+tested in tests/sample/test_generate_api.py)."""
 
 from __future__ import annotations
 
