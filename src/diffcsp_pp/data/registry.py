@@ -3,7 +3,8 @@
 The official files live in ``data/<dataset>/<split>.csv`` of the public DiffCSP repository
 (jiaor17/DiffCSP); checksums are those of ``shared/data/README.md`` (uncompressed CSV bytes). The
 "MP-20-lite" subsets are genuine rows of the official splits that are distributed with this
-project's data folder only (no URL). :func:`get_file` accepts a local path (plain or gzip) and
+project's data folder only (no URL), as are the near-full MP-20 files (``train_partial``, ``val_full``,
+``test_full``: official rows with re-written CIF text). :func:`get_file` accepts a local path (plain or gzip) and
 verifies it; it downloads only when no local path is given and a URL is known.
 """
 
@@ -61,8 +62,8 @@ _FILES = [
     _official("perov_5", "val", "efb9c832756439747f093e03a35daf073fcc9a5fc43a8a5292addee2f3d7ce90", 0.01, 3787),
     _official("perov_5", "test", "2511340f0e08b25699e9386e100ae0b30cd9b9c8a5b29622c3533644e04c95fa", 0.01, 3785),
     _official("mp_20", "train", "9c5a34b3684ff4b86d87a86c1c42298d1d28322ea0f03059d9e80ab6a2b729a7", 0.1, 27136, 80920549),
-    _official("mp_20", "val", "68e101e777c168429d84feb5bf1c5432f1a1b625884f72499c54c4d68e7ee73a", 0.1, None, 26864684),
-    _official("mp_20", "test", "6d63e5d7a607866d94014b3e8ae34f0b9f4d6a2b2332bbc50fd3ec976f487231", 0.1, None, 26846148),
+    _official("mp_20", "val", "68e101e777c168429d84feb5bf1c5432f1a1b625884f72499c54c4d68e7ee73a", 0.1, 9047, 26864684),
+    _official("mp_20", "test", "6d63e5d7a607866d94014b3e8ae34f0b9f4d6a2b2332bbc50fd3ec976f487231", 0.1, 9046, 26846148),
     _official("mpts_52", "train", "db33cfc86530bbd4b020405989c5cd12130f447ad7b9258d29b3ff9c8a26d764", 0.1, None, 45705353),
     _official("mpts_52", "val", "b5d9f7a8ff72f3a1f24d6bb97e11ad201be40d10be7b27924234da06af04baba", 0.1, 5000, 9941357),
     _official("mpts_52", "test", "4d6e76c4726fb12fb2a7e5bb23594f9b82dbd9bf67b7bfd4866e9c74a8f49038", 0.1, None, 16358482),
@@ -75,6 +76,13 @@ _FILES = [
     DatasetFile("mp_20", "pilot_test", "e59e691ec1ebb83c84a2eaec274f3654d23fcea729d8d4d52022b5dd02e3eb50", 0.1, 1000),
     DatasetFile("mp_20", "val_biternary", "8f14dfefa9beb88739e5e21d75c797265f51b754105613a20aee9d1478e01e86", 0.1, 7140),
     DatasetFile("mp_20", "test_biternary", "f8fe51d9eacfc3ec4f7614399b79383a8e158ddd3c54137eb182027d1a866276", 0.1, 7118),
+    # MP-20 at near-full scale (local files only): the complete official val and test splits and 57 %
+    # of the official train split, re-written CIF text (same crystals as the official rows; the
+    # checksums can never equal the official files'). scripts/mp20_split.py builds the split from them.
+    DatasetFile("mp_20", "train_partial", "34ba397e4682fd7652a11a98ac25d0541347a04187d8dbdd03bb69bfb62758ba", 0.1, 15455),
+    DatasetFile("mp_20", "val_full", "63121b2eee26807aab38633b232e39e8c74de82eadd6e99ebae31b70d6e7a4f0", 0.1, 9047),
+    DatasetFile("mp_20", "test_full", "5157572f1b910a789cc21748f5e23c2fabffb61a3fcd75aca0bb78ae79a97c93", 0.1, 9046),
+    DatasetFile("mpts_52", "train_partial", "b751bf5c4a79e62114dbdd9faef4cae3e4f65edbac7b5d2ceeed26d606d9ffb1", 0.1, 12751),
 ]
 
 #: All known files by name (``"mp_20/train"``, ...).
