@@ -119,3 +119,32 @@ def test_init_from_weights(tmp_path):
     bad = subprocess.run(_cli(tmp_path / "c", cache, "--max-steps", "1", "--init-from", str(tmp_path / "nope")),
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "no weights to start from" in bad.stderr
+
+
+def test_cpu_hour_budget_stops_with_a_checkpoint_and_the_clock_survives_resume(tmp_path):
+    """--max-cpu-hours ends the run with last.ckpt at the final step; the CPU/wall clocks are logged,
+    written to training_state.json, and continue (not restart) when the run is resumed."""
+    import json
+
+    import pandas as pd
+
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    budget = ["--max-steps", "100000", "--checkpoint-every", "1000", "--val-every", "1000"]
+    first = subprocess.run(_cli(run, cache, *budget, "--max-cpu-hours", "0.001"),  # 3.6 CPU seconds
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    state = json.loads((run / "training_state.json").read_text())
+    assert 0.001 <= state["cpu_hours"] < 0.01 and state["wall_hours"] > 0
+    assert 0 < state["global_step"] < 1000  # stopped by the budget, not by max-steps or a checkpoint
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == state["global_step"]
+    assert float(ckpt["state_dict"]["cpu_seconds"]) >= 3.6
+
+    again = subprocess.run(_cli(run, cache, *budget, "--max-cpu-hours", "0.002", "--resume"),
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    later = json.loads((run / "training_state.json").read_text())
+    assert later["global_step"] > state["global_step"] and 0.002 <= later["cpu_hours"] < 0.01
+    logged = pd.concat(pd.read_csv(f) for f in sorted((run / "logs").rglob("metrics.csv")))
+    hours = logged["cpu_hours"].dropna().to_numpy()
+    assert len(hours) >= 2 and (hours[1:] >= hours[:-1]).all()  # one clock across both sessions

@@ -154,13 +154,14 @@ def cmd_train(args) -> int:
         "num_nodes": args.num_nodes, "accelerator": args.accelerator, "precision": args.precision,
         "scheduler": args.scheduler, "lr": args.lr, "val_every_epochs": args.val_every,
         "num_threads": args.threads, "ema_decay": args.ema_decay,
-        "ema": False if args.no_ema else None,
+        "ema": False if args.no_ema else None, "max_cpu_hours": args.max_cpu_hours,
     }
     if args.resume:
         if not (Path(args.out) / "config.json").is_file():
             raise FileNotFoundError(f"nothing to resume: {args.out} holds no run (no config.json)")
         cfg = load_run_config(args.out)
-        extend = {k: v for k, v in overrides.items() if v is not None and k in ("max_epochs", "max_steps", "devices", "num_nodes", "accelerator", "num_threads")}
+        extend = {k: v for k, v in overrides.items() if v is not None and k in ("max_epochs", "max_steps", "devices", "num_nodes", "accelerator", "num_threads",
+                                                                                  "precision", "checkpoint_every", "max_cpu_hours")}
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **extend))
     else:
         if not args.train or not args.val:
@@ -517,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=_positive_int, help="processes/GPUs per node (DDP when > 1)")
     p.add_argument("--num-nodes", type=_positive_int)
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads per process")
+    p.add_argument("--max-cpu-hours", type=_positive_float,
+                   help="stop with a checkpoint once the run has used this much CPU time (all sessions)")
     p.add_argument("--symprec", type=_positive_float, help="spglib tolerance for preprocessing")
     p.add_argument("--cache-dir", help="where preprocessed data are cached")
     p.add_argument("--workers", type=_positive_int, default=1, help="preprocessing processes")

@@ -50,6 +50,7 @@ class TrainConfig:
     seed: int = 42
     checkpoint_every: int = 500
     num_threads: int | None = None
+    max_cpu_hours: float | None = None  # stop (with a checkpoint) once the run's CPU time reaches this
 
     def __post_init__(self):
         if self.scheduler not in ("plateau", "cosine", "none"):
@@ -61,6 +62,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.max_cpu_hours is not None and not self.max_cpu_hours > 0:
+            raise ValueError(f"max_cpu_hours must be > 0, got {self.max_cpu_hours}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 

@@ -55,6 +55,10 @@ class DiffCSPModule(L.LightningModule):
         self.sched = Schedules(self.diffusion_config)
         # training batches consumed (checkpointed): drives the data order and the noise streams
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
+        # process CPU seconds and wall seconds spent training, over all sessions of the run (checkpointed;
+        # kept by the RunClock callback of train/run.py)
+        self.register_buffer("cpu_seconds", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("wall_seconds", torch.zeros((), dtype=torch.float64))
         self.ema = None
         if self.train_config.ema:
             self.ema = AveragedModel(self.model, multi_avg_fn=ema_update_fn(self.train_config.ema_decay), use_buffers=True)

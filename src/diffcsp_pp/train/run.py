@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def _callbacks(run_dir: Path, cfg: RunConfig, progress: bool):
                 export_weights(module, run_dir)
                 val = trainer.callback_metrics.get("val_loss")
                 state = {"global_step": trainer.global_step, "epoch": trainer.current_epoch,
-                         "val_loss": None if val is None else float(val)}
+                         "val_loss": None if val is None else float(val),
+                         "cpu_hours": float(module.cpu_seconds) / 3600, "wall_hours": float(module.wall_seconds) / 3600}
                 _write_atomic(run_dir / STATE_NAME, json.dumps(state, indent=1).encode())
 
         def on_train_batch_end(self, trainer, module, *args):
@@ -99,12 +101,33 @@ def _callbacks(run_dir: Path, cfg: RunConfig, progress: bool):
         def on_train_end(self, trainer, module):
             self._export(trainer, module)
 
+    class RunClock(L.Callback):
+        """Accumulate this process's CPU time (all threads, ``time.process_time``) and the wall time
+        spent training into the module's checkpointed buffers; log both in hours; stop the run, with a
+        checkpoint, once ``max_cpu_hours`` is reached (the CPU time of the rank-0 process)."""
+
+        def on_train_start(self, trainer, module):
+            self._cpu, self._wall = time.process_time(), time.perf_counter()
+
+        def on_train_batch_end(self, trainer, module, *args):
+            cpu, wall = time.process_time(), time.perf_counter()
+            module.cpu_seconds += cpu - self._cpu
+            module.wall_seconds += wall - self._wall
+            self._cpu, self._wall = cpu, wall
+            module.log_dict({"cpu_hours": float(module.cpu_seconds) / 3600,
+                             "wall_hours": float(module.wall_seconds) / 3600}, batch_size=1)
+            budget = cfg.train.max_cpu_hours
+            if budget is not None and float(module.cpu_seconds) >= budget * 3600 and not trainer.should_stop:
+                trainer.should_stop = True
+                trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+                ExportWeights()._export(trainer, module)
+
     ckpt_dir = run_dir / "checkpoints"
     last = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", every_n_train_steps=cfg.train.checkpoint_every,
                            save_top_k=0, save_last=True, save_on_train_epoch_end=True)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
                            enable_version_counter=False)
-    return [last, best, ExportWeights()]
+    return [last, best, ExportWeights(), RunClock()]
 
 
 def _atomic_checkpoint_io():
