@@ -4,7 +4,7 @@
 - ``train_official.csv.gz``: the official train rows we hold, ``train_partial`` ∪ ``pilot_train``
   (deduplicated by material_id: 15,837 rows, 58 % of the paper's 27,136);
 - ``select.csv.gz``: a fixed, seeded selection set of 1,000 rows of ``val_full`` (model and snapshot
-  selection; never trained on);
+  selection; never trained on); ``select_300.csv.gz``: a seeded 300 of them (the quick pilot set);
 - ``train.csv.gz``: what the bundled models train on, ``train_official`` plus the other 8,047 val rows
   (23,884 rows, 88 % of the paper's training-set size; the paper trains on train only and uses val for
   selection);
@@ -49,7 +49,9 @@ def build_split(data: Path, n_select: int, seed: int) -> dict[str, pd.DataFrame]
     train = pd.concat([official, val[~is_select]], ignore_index=True)
     if train["material_id"].duplicated().any():
         raise ValueError("a material id occurs in both the train and the val files")
-    return {"train_official": official, "select": val[is_select].reset_index(drop=True), "train": train}
+    select = val[is_select].reset_index(drop=True)
+    quick = select.iloc[np.sort(rng.choice(len(select), size=min(300, len(select)), replace=False))]
+    return {"train_official": official, "select": select, "select_300": quick.reset_index(drop=True), "train": train}
 
 
 def main() -> int:
