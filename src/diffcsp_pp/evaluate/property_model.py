@@ -422,6 +422,7 @@ class PropertyModel(nn.Module):
         self.encoder = DimeNetPlusPlus(**hparams["encoder_hparams"])
         self.target = str(hparams.get("target", "property"))
         self.name = name
+        self.weights_hash = ""
         self.register_buffer("mean", torch.tensor(float(mean)), persistent=False)
         self.register_buffer("std", torch.tensor(float(std)), persistent=False)
 
@@ -436,6 +437,7 @@ class PropertyModel(nn.Module):
             scaler = json.loads((folder / "prop_scaler.json").read_text())
             model = cls(hparams, float(np.ravel(scaler["means"])[0]), float(np.ravel(scaler["stds"])[0]), folder.name)
             model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+            model.weights_hash = _file_sha256(folder / "model.safetensors")
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
             raise ValueError(f"cannot load the property model in {folder}: {err}") from None
         return model.eval()
@@ -461,6 +463,16 @@ class PropertyModel(nn.Module):
 
     def describe(self) -> str:
         return f"DimeNet++ property model '{self.name}' (CDVAE CrystGNN_Supervise): predicted {self.target}"
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def safe_crystal_graph(structure) -> CrystalGraph | None:
