@@ -18,7 +18,8 @@ Jobs (name: what):
   perov5-csp-small (the small model, same size as the official code's CPU anchor: the speed comparison);
 - ``mp20_csp``: mp20-csp on MP-20-lite pilot_test (1000 rows), ground-truth templates;
 - ``mp20_csp_biternary``: mp20-csp on BITERNARY_ROWS random rows of test_biternary (seed 0);
-- ``mp20_gen``: mp20-gen, GEN_COUNT crystals (bf16 network), `evaluate gen` against pilot_test and the MP-20-lite train;
+- ``mp20_gen``: mp20-gen, GEN_COUNT crystals (fp32 network), `evaluate gen` against pilot_test and the MP-20-lite train;
+- ``mp20_gen_trainscale``: the same crystals with the earlier COV scaling (``--comp-scaling train``), for the before/now table;
 - ``perov5_cspml`` / ``perov5_small_cspml`` / ``mp20_cspml``: formula-only prediction (template retrieval + refinement);
 - ``property_port``: the DimeNet++ port of the paper's ``mp20`` property model against DFT formation
   energies of pilot_test (``scripts/property_port_check.py``).
@@ -73,8 +74,9 @@ def jobs(data: Path, out: Path) -> dict[str, list[list[str]]]:
                                 "--out", str(out / "mp20_csp_biternary")]],
         "mp20_gen": [
             [py, "scripts/mp20_lite.py", "--data", str(data)],
+            # fp32: the 2026-11-25 run used bf16 on a CPU with AVX512-BF16; without it bf16 is emulated and far slower
             ["diffcsp-pp", "generate", "-n", str(GEN_COUNT), "--model", "mp20-gen", "--steps", str(STEPS), "--seed", "0",
-             "--precision", "bf16", "--out", str(out / "mp20_gen" / "structures"), "--quiet"],
+             "--out", str(out / "mp20_gen" / "structures"), "--quiet"],
             ["diffcsp-pp", "evaluate", "gen", "--pred", str(out / "mp20_gen" / "structures"), "--ref", pilot,
              "--train", lite_train, "--workers", "2", "--out", str(out / "mp20_gen" / "metrics.json")],
         ],
@@ -83,6 +85,11 @@ def jobs(data: Path, out: Path) -> dict[str, list[list[str]]]:
            for job, model in ((f"{prefix}ml", model) for prefix, model in PEROV5_MODELS)},
         "mp20_cspml": [[py, "scripts/template_benchmark.py", "--model", "mp20-csp", "--test", pilot, "--top-k", "3",
                         "--out", str(out / "mp20_cspml" / "metrics.json"), "--workers", "2"]],
+        "mp20_gen_trainscale": [
+            ["diffcsp-pp", "evaluate", "gen", "--pred", str(out / "mp20_gen" / "structures"), "--ref", pilot,
+             "--train", lite_train, "--workers", "2", "--comp-scaling", "train", "--no-energy", "--property-model", "none",
+             "--out", str(out / "mp20_gen_trainscale" / "metrics.json")],
+        ],
         "property_port": [[py, "scripts/property_port_check.py", "--model", "mp20", "--csv", pilot,
                            "--out", str(out / "property_port" / "metrics.json")]],
     }
@@ -90,7 +97,7 @@ def jobs(data: Path, out: Path) -> dict[str, list[list[str]]]:
 
 DEFAULT = ["perov5_csp", "perov5_csp_999", "perov5_csp_999_fast", "perov5_small_csp", "perov5_small_csp_999",
            "perov5_small_csp_999_fast", "mp20_csp", "mp20_csp_biternary", "mp20_gen", "perov5_cspml", "perov5_small_cspml",
-           "mp20_cspml", "property_port"]
+           "mp20_cspml", "mp20_gen_trainscale", "property_port"]
 
 
 def run(args) -> int:
@@ -188,57 +195,67 @@ def render_gen(out: Path) -> str:
     """The generation section (mp20-gen before/now, and the property-model port check)."""
     lines = [GEN_HEADING, ""]
     m = _load(out / "mp20_gen" / "metrics.json")
-    if m is None:
-        lines.append("mp20-gen: not run.")
-    else:
-        old = OLD_GEN
+    # the 2026-11-25 values are shown even before the rerun
+    rerun = m is not None
+    m = m or {}
+    old = OLD_GEN
+    ts = _load(out / "mp20_gen_trainscale" / "metrics.json") or {}
 
-        def pct(key, src):
-            return _pct(src.get(key)) if key in src else "–"
+    def pct(key, src):
+        return _pct(src.get(key)) if key in src else "–"
 
-        def num(key, src, digits=4):
-            return _num(src.get(key), digits) if key in src else "–"
+    def num(key, src, digits=4):
+        return _num(src.get(key), digits) if key in src else "–"
 
-        def cnt(key):
-            return str(m["counts"].get(key)) if m.get("counts", {}).get(key) is not None else "–"
+    def cnt(key):
+        return str(m["counts"].get(key)) if m.get("counts", {}).get(key) is not None else "–"
 
-        rows = [("structural validity", pct("struct_valid", old), pct("struct_valid", m), "UNVERIFIED (SymmCD re-run 99.44)"),
-                ("compositional validity (SMACT14, the paper's)", "–", pct("comp_valid", m),
-                 "UNVERIFIED (SymmCD re-run 86.50)"),
-                ("compositional validity (ICSD24, SMACT ≥ 3)", pct("comp_valid", old), pct("comp_valid_icsd24", m),
-                 "–"),
-                ("COV-R (CDVAE's composition scaler; before: training-set scaling)", pct("cov_recall", old),
-                 pct("cov_recall", m), "UNVERIFIED (SymmCD re-run 99.72)"),
-                ("COV-P (same)", pct("cov_precision", old), pct("cov_precision", m), "UNVERIFIED (SymmCD re-run 99.61)"),
-                ("d_ρ (density)", num("wdist_density", old), num("wdist_density", m), "UNVERIFIED (SymmCD re-run 0.12)"),
-                ("d_E (paper's DimeNet++ formation energy per atom)", "–", num("wdist_prop", m),
-                 "UNVERIFIED (SymmCD 0.05)"),
-                ("W1 of CHGNet energy per atom (before: labelled d_E)", num("wdist_energy", old), num("wdist_energy", m),
-                 "not reported"),
-                ("d_elem (number of elements)", num("wdist_num_elements", old), num("wdist_num_elements", m),
-                 "0.3749 [v2]"),
-                ("requested space group kept", pct("requested_space_group_rate", old),
-                 pct("requested_space_group_rate", m), "not reported"),
-                ("space-group JS distance to training", num("space_group_js_distance_training", old),
-                 num("space_group_js_distance_training", m), "not reported (SymmCD re-run 0.16)"),
-                ("uniqueness", pct("uniqueness", old), pct("uniqueness", m), "not reported"),
-                ("novelty (vs training)", pct("novelty", old), pct("novelty", m), "not reported"),
-                ("unique and novel", pct("unique_novel", old), pct("unique_novel", m), "not reported"),
-                ("novel Wyckoff templates (of crystals)", "–", pct("novel_template_rate", m),
-                 "not reported (SymmCD: 5.8 % of distinct templates; WyFormer: 11.7 %)"),
-                ("distinct Wyckoff templates (novel)", "–", f"{m.get('distinct_templates', '–')} ({cnt('distinct_novel_templates')})",
-                 "not reported (SymmCD: 1905 (110) in 10,000)"),
-                ("stable, CHGNet training-set hull (e_hull ≤ 0)", "–", pct("stable_chgnet_hull", m), "–"),
-                ("metastable, same hull (≤ 0.1 eV/atom)", "–", pct("metastable_chgnet_hull", m), "–"),
-                ("S.U.N., same hull", "–", pct("sun_chgnet_hull", m),
-                 "– (SymmCD: 8.62 % against MP's hull, CHGNet-relaxed)"),
-                ("metastable, unique and novel", "–", pct("msun_chgnet_hull", m), "–")]
-        n = (m.get("counts") or {}).get("generated")
-        lines += [f"mp20-gen, {n} crystals, reference = MP-20-lite pilot_test, training = MP-20-lite train; "
-                  "\"before\": the row as measured on 2026-11-25 with the earlier protocol, \"now\": the paper's "
-                  "protocol (same model, same seed):", "",
-                  "| metric | before | now | paper (MP-20, 10,000 samples) |", "|---|---|---|---|"]
-        lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    same = "same as now" if rerun else "–"
+    # (metric, 2026-11-25 run, this sample with the earlier protocol, this sample with the paper's, paper)
+    rows = [("structural validity", pct("struct_valid", old), same, pct("struct_valid", m),
+             "UNVERIFIED (SymmCD re-run 99.44)"),
+            ("compositional validity, SMACT14 (the paper's)", "–", "–", pct("comp_valid", m),
+             "UNVERIFIED (SymmCD re-run 86.50)"),
+            ("compositional validity, ICSD24 (SMACT ≥ 3)", pct("comp_valid", old), pct("comp_valid_icsd24", m),
+             pct("comp_valid_icsd24", m), "–"),
+            ("COV-R (now: CDVAE's composition scaler; earlier: training-set scaling)", pct("cov_recall", old),
+             pct("cov_recall", ts), pct("cov_recall", m), "UNVERIFIED (SymmCD re-run 99.72)"),
+            ("COV-P (same)", pct("cov_precision", old), pct("cov_precision", ts), pct("cov_precision", m),
+             "UNVERIFIED (SymmCD re-run 99.61)"),
+            ("d_ρ (density)", num("wdist_density", old), same, num("wdist_density", m),
+             "UNVERIFIED (SymmCD re-run 0.12)"),
+            ("d_E (paper's DimeNet++, formation energy per atom)", "–", "–", num("wdist_prop", m),
+             "UNVERIFIED (SymmCD 0.05)"),
+            ("W1 of CHGNet energy per atom (earlier: reported as d_E)", num("wdist_energy", old),
+             num("wdist_energy", m), num("wdist_energy", m), "not reported"),
+            ("d_elem (number of elements)", num("wdist_num_elements", old), same, num("wdist_num_elements", m),
+             "0.3749 [v2]"),
+            ("requested space group kept", pct("requested_space_group_rate", old), same,
+             pct("requested_space_group_rate", m), "not reported"),
+            ("space-group JS distance to training", num("space_group_js_distance_training", old), same,
+             num("space_group_js_distance_training", m), "not reported (SymmCD re-run 0.16)"),
+            ("uniqueness", pct("uniqueness", old), same, pct("uniqueness", m), "not reported"),
+            ("novelty (vs training)", pct("novelty", old), same, pct("novelty", m), "not reported"),
+            ("unique and novel", pct("unique_novel", old), same, pct("unique_novel", m), "not reported"),
+            ("novel Wyckoff templates (share of crystals)", "–", "–", pct("novel_template_rate", m),
+             "not reported (WyFormer notebook: 11.7 %)"),
+            ("distinct Wyckoff templates (of them novel)", "–", "–",
+             f"{m.get('distinct_templates', '–')} ({cnt('distinct_novel_templates')})",
+             "not reported (SymmCD: 1905 (110) in 10,000)"),
+            ("stable: valid, e_hull ≤ 0 on the CHGNet training-set hull", "–", "–", pct("stable_chgnet_hull", m), "–"),
+            ("metastable: same, e_hull ≤ 0.1 eV/atom", "–", "–", pct("metastable_chgnet_hull", m), "–"),
+            ("S.U.N. (stable, unique, novel), same hull", "–", "–", pct("sun_chgnet_hull", m),
+             "– (SymmCD: 8.62 % on MP's hull after CHGNet relaxation)"),
+            ("metastable, unique and novel", "–", "–", pct("msun_chgnet_hull", m), "–")]
+    n = (m.get("counts") or {}).get("generated", GEN_COUNT)
+    lines += [f"mp20-gen, {n} crystals, reference = MP-20-lite pilot_test, training = MP-20-lite train. "
+              "Columns: the row as measured on 2026-11-25 (bf16 sample, earlier protocol); this run's sample "
+              "(fp32, same model and seed) with the earlier protocol; the same with the paper's protocol"
+              + (":" if rerun else " (**not re-run yet**: `python scripts/results.py run --only mp20_gen "
+                 "mp20_gen_trainscale`, then `write --gen-only`):"), "",
+              "| metric | 2026-11-25 | this sample, earlier protocol | this sample, paper's protocol | "
+              "paper (MP-20, 10,000 samples) |", "|---|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
     p = _load(out / "property_port" / "metrics.json")
     lines += ["", "## The paper's property model, ported (d_E's evaluator)", ""]
     if p is None:

@@ -86,6 +86,7 @@ the file's content hash (never in the repository).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import multiprocessing as mp
@@ -671,18 +672,21 @@ def hull_energies(gen_compositions: Sequence, gen_energies: np.ndarray, train_co
     """
     from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 
-    train = [(frozenset(el.symbol for el in c.elements), PDEntry(c, float(e) * c.num_atoms))
-             for c, e in zip(train_compositions, train_energies, strict=True) if c is not None and np.isfinite(e)]
+    train: dict[frozenset, list] = defaultdict(list)  # chemical system -> its training entries
+    for c, e in zip(train_compositions, train_energies, strict=True):
+        if c is not None and np.isfinite(e):
+            train[frozenset(el.symbol for el in c.elements)].append(PDEntry(c, float(e) * c.num_atoms))
     out = np.full(len(gen_compositions), np.nan)
     by_system: dict[frozenset, list[int]] = defaultdict(list)
     for i, (c, e) in enumerate(zip(gen_compositions, gen_energies, strict=True)):
         if c is not None and np.isfinite(e):
             by_system[frozenset(el.symbol for el in c.elements)].append(i)
     for system, ids in by_system.items():
-        entries = [entry for els, entry in train if els <= system]
-        elemental = {next(iter(els)) for els, _ in train if len(els) == 1 and els <= system}
-        if elemental != set(system):
-            continue
+        if any(not train.get(frozenset([el])) for el in system):
+            continue  # an element without an elemental training crystal: no hull
+        members = sorted(system)
+        entries = [entry for r in range(1, len(members) + 1) for sub in itertools.combinations(members, r)
+                   for entry in train.get(frozenset(sub), ())]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pd_ = PhaseDiagram(entries)
