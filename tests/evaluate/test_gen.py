@@ -83,7 +83,7 @@ def test_validity_uniqueness_novelty_and_requested_space_group():
     requested = {"a": 221, "b": 221, "c": 123}  # c keeps 221: the request is missed
     training = [kcl_prim, Structure(Lattice.cubic(4.0), ["Ba", "Ti", "O", "O", "O"], sto.frac_coords)]
     metrics, rows = evaluate_gen(generated, [sto, kcl_prim], training, dataset="perov_5", requested=requested,
-                                 energy=False, progress=False)
+                                 energy=False, property_model=None, progress=False)
     by = {r.name: r for r in rows}
     n = len(generated)
     assert [r.name for r in rows] == list("abcdefg")
@@ -106,7 +106,8 @@ def test_validity_uniqueness_novelty_and_requested_space_group():
     assert metrics["counts"]["generated_in_coverage"] == 6  # all but the unparsable one
     assert metrics["cov_recall"] == 1.0  # both references appear among the generated
     assert metrics["cov_precision"] <= metrics["counts"]["generated_in_coverage"] / n
-    assert metrics["wdist_energy"] is None and metrics["energy_model"] is None
+    assert metrics["wdist_energy"] is None and metrics["energy_model"]["wdist_energy"] is None
+    assert metrics["stable_chgnet_hull"] is None and metrics["counts"]["hull_evaluated"] is None
 
 
 def test_identical_sets_zero_distances_full_coverage():
@@ -122,11 +123,16 @@ def test_identical_sets_zero_distances_full_coverage():
     assert metrics["novelty"] == 0.0 and metrics["uniqueness"] == 1.0
     assert metrics["space_group_js_distance_reference"] == pytest.approx(0.0, abs=1e-9)
     assert metrics["requested_space_group_rate"] is None
+    if metrics["energy_model"]["wdist_prop"] is not None:  # the paper's property model (weights present)
+        assert metrics["wdist_prop"] == pytest.approx(0.0, abs=1e-9)
+        assert "perovskite" in metrics["energy_model"]["wdist_prop"] and "heat_ref" in metrics["energy_model"]["wdist_prop"]
+    else:
+        assert metrics["notes"] and "property model" in metrics["notes"][0]
     # the sample is seeded: a smaller sample is reproducible
     m1, r1 = evaluate_gen(generated, structures, training, dataset="perov_5", energy=False, progress=False,
-                          sample_size=2, seed=3)
+                          sample_size=2, seed=3, property_model=None)
     _, r2 = evaluate_gen(generated, structures, training, dataset="perov_5", energy=False, progress=False,
-                          sample_size=2, seed=3)
+                          sample_size=2, seed=3, property_model=None)
     assert m1["property_sample_size"] == 2
     assert [r.in_property_sample for r in r1] == [r.in_property_sample for r in r2]
 
@@ -187,6 +193,9 @@ def test_cli_end_to_end(tmp_path, monkeypatch, capsys):
     assert m["property_sample_size"] == 5 and m["wdist_energy"] is None
     assert m["novelty"] == 0.0  # the generated crystals are training rows
     assert m["inputs"]["dataset_from"] == "--dataset"
+    assert m["comp_valid_icsd24"] is not None and m["distinct_templates"] >= 1
+    assert m["novel_template_rate"] == 0.0  # training rows: their templates are in training
+    assert "d_E" in text and "Wyckoff templates" in text
     table = pd.read_csv(out.with_suffix(".rows.csv"))
     assert len(table) == 8 and table["in_property_sample"].sum() == 5
     for name in ("spacegroups", "density"):
@@ -195,7 +204,7 @@ def test_cli_end_to_end(tmp_path, monkeypatch, capsys):
     assert len(list((tmp_path / "cache" / "evaluate").glob("*.npz"))) == 2  # reference + training, cached
 
 
-@pytest.mark.parametrize("case", ["missing_pred", "bad_csv", "no_dataset", "empty_folder"])
+@pytest.mark.parametrize("case", ["missing_pred", "bad_csv", "no_dataset", "empty_folder", "no_property_model"])
 def test_cli_errors_are_one_line(tmp_path, capsys, case):
     s = _perovskite()
     ref = tmp_path / "ref.csv"
@@ -215,6 +224,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys, case):
         expected = "cannot read"
     elif case == "no_dataset":
         expected = "--dataset"
+    elif case == "no_property_model":
+        args += ["--dataset", "perov_5", "--property-model", str(tmp_path / "nope")]
+        expected = "property model"
     else:
         (pred / "x.cif").unlink()
         args += ["--dataset", "perov_5"]
@@ -225,19 +237,31 @@ def test_cli_errors_are_one_line(tmp_path, capsys, case):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("chgnet") is None, reason="chgnet not installed")
-def test_chgnet_energy_of_identical_sets():
-    """Real CHGNet predictions: identical generated and reference sets give d_E = 0; an isolated-atom
-    crystal CHGNet refuses gets NaN instead of failing the run."""
+def test_chgnet_energy_of_identical_sets_and_training_hull():
+    """Real CHGNet predictions: identical generated and reference sets give a CHGNet W1 of 0; a
+    generated copy of a training crystal on the training hull has e_above_hull 0 (stable, not novel:
+    no S.U.N.); a system without elemental training crystals gets no hull; an isolated-atom crystal
+    CHGNet refuses gets NaN instead of failing the run."""
     from diffcsp_pp.evaluate.gen import chgnet_energies
 
     sto, kcl = _perovskite(), _rocksalt_conventional().get_primitive_structure()
-    metrics, rows = evaluate_gen([("a", sto), ("b", kcl)], [sto, kcl], [sto, kcl], dataset="perov_5", energy=True,
-                                 progress=False)
+    potassium = Structure(Lattice.cubic(5.2), ["K", "K"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    chlorine = Structure(Lattice.cubic(4.0), ["Cl", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    training = [sto, kcl, potassium, chlorine]
+    metrics, rows = evaluate_gen([("a", sto), ("b", kcl)], [sto, kcl], training, dataset="perov_5", energy=True,
+                                 property_model=None, progress=False)
     energies = [r.energy_per_atom for r in rows]
     assert all(e is not None and -12 < e < 0 for e in energies)
     assert metrics["wdist_energy"] == pytest.approx(0.0, abs=1e-6)
-    assert "CHGNet" in metrics["energy_model"] and "total energy per atom" in metrics["energy_model"]
+    assert "CHGNet" in metrics["energy_model"]["wdist_energy"]
+    assert "total energy per atom" in metrics["energy_model"]["wdist_energy"]
+    assert "training set's CHGNet energies" in metrics["energy_model"]["e_above_hull"]
+    assert metrics["wdist_prop"] is None and metrics["energy_model"]["wdist_prop"] is None
     assert "energy_per_atom" in metrics["histograms"]
+    assert rows[0].e_above_hull is None  # Sr-Ti-O: no elemental training crystals
+    assert rows[1].e_above_hull == pytest.approx(0.0, abs=1e-6)  # KCl is on the K-Cl training hull
+    assert metrics["counts"]["hull_no_reference"] == 1 and metrics["counts"]["stable"] == 1
+    assert metrics["stable_chgnet_hull"] == pytest.approx(0.5) and metrics["sun_chgnet_hull"] == 0.0
     far = Structure(Lattice.cubic(30), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     e = chgnet_energies([sto, far], progress=False)
     assert np.isfinite(e[0]) and np.isnan(e[1]) and e[0] == pytest.approx(energies[0], abs=1e-5)

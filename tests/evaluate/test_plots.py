@@ -45,12 +45,16 @@ def _metrics(energy: bool) -> dict:
     }
     if energy:
         m["histograms"]["energy_per_atom"] = {"edges": [-8.0, -7.0], "generated": [5], "reference": [5]}
+        m["histograms"]["property"] = {"edges": [-2.0, -1.0], "generated": [5], "reference": [4]}
+        m["wdist_prop"] = 0.05
+        m["protocol"]["property_model"] = {"target": "formation_energy_per_atom"}
     return m
 
 
 def test_plot_gen_writes_pngs(tmp_path):
     paths = plot_gen(_metrics(energy=True), tmp_path / "out" / "metrics")
-    assert [p.name for p in paths] == ["metrics.spacegroups.png", "metrics.density.png", "metrics.energy.png"]
+    assert [p.name for p in paths] == ["metrics.spacegroups.png", "metrics.density.png", "metrics.property.png",
+                                       "metrics.energy.png"]
     for p in paths:
         _assert_png(p)
     paths = plot_gen(_metrics(energy=False), tmp_path / "m2")

@@ -414,6 +414,8 @@ def cmd_evaluate_gen(args) -> int:
         generated, ref_path, train_path, dataset=dataset, requested=requested, workers=args.workers,
         energy=not args.no_energy, sample_size=args.sample_size, seed=args.seed,
         cache_dir=None if args.no_cache else default_cache_dir() / "evaluate", progress=not args.quiet,
+        property_model=args.property_model, property_models_dir=args.property_models,
+        composition_scaling=args.comp_scaling, hull=not args.no_hull, hull_train_max=args.hull_train_max,
     )
     metrics["inputs"] = {"pred": str(pred_path), "ref": str(ref_path), "train": str(train_path),
                          "dataset_from": "--dataset" if args.dataset else "checksum"}
@@ -435,8 +437,13 @@ def cmd_evaluate_gen(args) -> int:
     print(f"COV-R {pct(metrics['cov_recall'])}, COV-P {pct(metrics['cov_precision'])} "
           f"(cutoffs {metrics['protocol']['cov_cutoffs']['struct']:g}/{metrics['protocol']['cov_cutoffs']['comp']:g})")
     print(f"W1 over {metrics['property_sample_size']} valid: density {num(metrics['wdist_density'])}, "
-          f"elements {num(metrics['wdist_num_elements'])}, energy {num(metrics['wdist_energy'])}"
-          + ("" if args.no_energy else " (CHGNet)"))
+          f"elements {num(metrics['wdist_num_elements'])}, d_E {num(metrics['wdist_prop'])} (paper's DimeNet++), "
+          f"energy {num(metrics['wdist_energy'])} (CHGNet); comp valid with ICSD24 {pct(metrics['comp_valid_icsd24'])}")
+    print(f"Wyckoff templates: {metrics['distinct_templates']} distinct, novel {pct(metrics['novel_template_rate'])} of "
+          f"crystals; CHGNet training-set hull: stable {pct(metrics['stable_chgnet_hull'])}, S.U.N. "
+          f"{pct(metrics['sun_chgnet_hull'])}, metastable (0.1 eV/atom) {pct(metrics['metastable_chgnet_hull'])}")
+    for note in metrics["notes"]:
+        print(f"note: {note}")
     print(f"uniqueness {pct(metrics['uniqueness'])}, novelty {pct(metrics['novelty'])}, "
           f"unique & novel {pct(metrics['unique_novel'])}; requested space group kept "
           f"{pct(metrics['requested_space_group_rate'])}; space-group JS distance to training "
@@ -581,6 +588,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dataset", choices=["perov_5", "mp_20", "carbon_24"],
                    help="COV cutoffs and symprec (default: recognised from the --ref checksum)")
     q.add_argument("--no-cache", action="store_true", help="do not cache reference/training fingerprints")
+    q.add_argument("--property-model", default="auto", metavar="NAME|DIR",
+                   help="d_E model: auto (the dataset's CDVAE DimeNet++ if found), none, mp20, perovskite, carbon or a folder")
+    q.add_argument("--property-models", metavar="DIR", help="folder of the property models (default "
+                   "$DIFFCSP_PP_PROPERTY_MODELS, else ../shared/models/cdvae-property)")
+    q.add_argument("--comp-scaling", choices=["cdvae", "train"], default="cdvae",
+                   help="COV composition scaling: CDVAE's constants (paper) or the training set's mean/std")
+    q.add_argument("--no-hull", action="store_true", help="skip the CHGNet training-set hull (stability, S.U.N.)")
+    q.add_argument("--hull-train-max", type=_positive_int, metavar="N",
+                   help="build the hull from a seeded subset of N training crystals (default: all)")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_evaluate_gen)
 

@@ -3,10 +3,11 @@
 Protocol of the paper, with the differences stated:
 
 - **Validity** of every generated crystal: ``struct_valid`` (all pairs ≥ 0.5 Å, volume ≥ 0.1 Å³),
-  ``comp_valid`` (SMACT charge neutrality + Pauling test, alloys and single elements valid) and
-  ``valid`` = both and a CrystalNN fingerprint that can be computed. Fractions over **all**
-  generated crystals; a CIF that cannot be parsed counts as invalid. The checks are those of
-  :mod:`~diffcsp_pp.evaluate.validity`.
+  ``comp_valid`` (SMACT charge neutrality + Pauling test, alloys and single elements valid, with
+  the paper's SMACT14 oxidation states) and ``valid`` = both and a CrystalNN fingerprint that can
+  be computed. Fractions over **all** generated crystals; a CIF that cannot be parsed counts as
+  invalid. The checks are those of :mod:`~diffcsp_pp.evaluate.validity`. Extra column:
+  ``comp_valid_icsd24``, the same test with SMACT ≥ 3's default ICSD24 oxidation states.
 - **Coverage** (:func:`coverage`). Structure fingerprint: mean over sites of
   ``CrystalNNFingerprint.from_preset("ops")``. Composition fingerprint: matminer
   ``ElementProperty.from_preset("magpie")`` (132 values, no NaN imputation, as matminer 0.7 did).
@@ -20,23 +21,24 @@ Protocol of the paper, with the differences stated:
   points to mp20). Reference crystals whose fingerprint fails are left out of COV-R (the official
   code would crash on them); their number is reported.
 
-  *Difference:* CDVAE standardises the composition fingerprints with fixed constants
-  (``CompScalerMeans/Stds``) that are not available here. We standardise with the mean and
-  standard deviation of the **training set's** composition fingerprints instead (NaN → 0 after
-  standardisation, a standard deviation of 0 → 1), so composition distances, and through them COV,
-  are close to but not identical with the paper's.
+  The composition fingerprints are standardised with CDVAE's fixed ``CompScalerMeans/Stds``
+  (:mod:`~diffcsp_pp.evaluate.constants`; NaN → 0 after standardisation), as the paper does.
+  ``composition_scaling="train"`` standardises with the training set's mean and standard deviation
+  instead (a standard deviation of 0 → 1).
 - **Property statistics**: Wasserstein-1 distances (``scipy.stats.wasserstein_distance``) between a
   random sample of up to 1,000 **valid** generated crystals and **all** reference crystals, of the
-  density (g cm⁻³), the number of distinct elements and the energy per atom.
+  density (g cm⁻³, ``wdist_density``), the number of distinct elements (``wdist_num_elements``)
+  and the property predicted by the paper's model (``wdist_prop``, the paper's d_E): CDVAE's
+  DimeNet++ regressor of the dataset (:mod:`~diffcsp_pp.evaluate.property_model`; formation energy
+  per atom for MP-20 and MPTS-52, ``heat_ref`` for Perov-5, energy per atom for Carbon-24), for
+  generated and reference crystals alike. A second energy column, ``wdist_energy``, uses CHGNet's
+  predicted **total energy per atom** (eV/atom, universal potential trained on MPtrj) instead.
+  ``metrics["energy_model"]`` says which model gave which column.
 
   *Differences:* the sample is drawn with a seeded generator (``numpy.random.default_rng(seed)``,
   without replacement; the official code is unseeded) and, when fewer than ``sample_size``
   crystals are valid, all valid crystals are used (the official code aborts); the count is
-  reported. The energy is CHGNet's predicted **total energy per atom** (eV/atom, universal
-  potential trained on MPtrj) for generated and reference crystals alike, not the paper's
-  dataset-specific DimeNet++ regressor (formation energy per atom for MP-20, energy per atom for
-  Carbon-24, ``heat_ref`` for Perov-5), so ``wdist_energy`` is not comparable with the paper's d_E.
-  ``metrics["energy_model"]`` names the predictor. Energy is optional (it needs CHGNet and time).
+  reported. Both energy columns are optional (the property model needs its weights, CHGNet time).
 
 Not in the paper:
 
@@ -54,14 +56,37 @@ Not in the paper:
   other pair (``attempt_supercell=False`` requires equal site counts). Unparsable crystals count
   as neither unique nor novel; denominators are all generated crystals.
 
+- **Wyckoff templates** (the field's measure of how much of the symmetry is copied from training;
+  SymmCD found 94 % of DiffCSP++'s templates in the training set): a crystal's template is its
+  spglib space group at the dataset's tolerance and the sorted multiset of the Wyckoff letters of
+  its orbits (elements ignored), e.g. ``62:c,c,d``. ``novel_template_rate`` is the fraction of
+  parsed generated crystals whose template occurs in no training crystal,
+  ``distinct_templates`` the number of different templates among them, and
+  ``novel_distinct_template_rate`` the fraction of those distinct templates that are novel
+  (SymmCD's count). Letters are spglib's in its standard setting; an orbit that a change of origin
+  maps to another letter (e.g. 1a ↔ 1b in Pm-3m) is not identified with it, in generated and
+  training crystals alike.
+- **Stability against a training-set hull (CHGNet)**: ``e_above_hull`` of each valid generated
+  crystal is its CHGNet energy per atom (single point, as generated, no relaxation) above the
+  convex hull (pymatgen ``PhaseDiagram``) of the **training set's CHGNet energies** in its chemical
+  system, so it measures stability against the training crystals as CHGNet sees them — not against
+  Materials Project's DFT hull. A crystal whose chemical system lacks an elemental training
+  crystal for one of its elements gets none (``counts["hull_no_reference"]``). ``stable_chgnet_hull``:
+  fraction of all generated crystals that are valid with e_above_hull ≤ 0 (1e-6 tolerance);
+  ``metastable_chgnet_hull``: ≤ 0.1 eV/atom; ``sun_chgnet_hull`` / ``msun_chgnet_hull``: also
+  unique and novel (S.U.N. under this definition). ``hull_train_max`` restricts the hull to a
+  seeded subset of the training set (fewer competing phases: more crystals look stable).
+
 Costs: CrystalNN fingerprints take about 0.1-1 s per crystal, so fingerprints, densities and space
-groups of the reference and training files (and the reference energies) are cached under
-``default_cache_dir()/evaluate`` keyed by the file's content hash (never in the repository).
+groups of the reference and training files (and the reference property predictions and the
+reference and training CHGNet energies) are cached under ``default_cache_dir()/evaluate`` keyed by
+the file's content hash (never in the repository).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import multiprocessing as mp
@@ -92,7 +117,11 @@ DEFAULT_SAMPLE_SIZE = 1000
 MATCHER_SETTINGS = {"ltol": 0.2, "stol": 0.3, "angle_tol": 5.0}
 #: Dimensions of the fingerprints.
 STRUCT_FP_DIM, COMP_FP_DIM = 61, 132
-_CACHE_VERSION = 1
+#: Composition-fingerprint scalings of COV: CDVAE's fixed constants (the paper's) or the training set's.
+COMPOSITION_SCALINGS = ("cdvae", "train")
+#: e_above_hull (eV/atom) at most which a crystal counts as stable / metastable.
+STABLE_TOL, METASTABLE_EHULL = 1e-6, 0.1
+_CACHE_VERSION = 2
 _HIST_BINS = 40
 
 
@@ -239,7 +268,8 @@ class GenRow:
     num_atoms: int | None
     parsed: bool
     struct_valid: bool
-    comp_valid: bool
+    comp_valid: bool  # SMACT14 oxidation states (the paper's)
+    comp_valid_icsd24: bool  # ICSD24 oxidation states (SMACT >= 3's default)
     fingerprint_ok: bool
     valid: bool
     density: float | None
@@ -249,8 +279,12 @@ class GenRow:
     requested_space_group: int | None
     unique: bool
     novel: bool
+    wyckoff_template: str | None = None  # "<sg>:<sorted Wyckoff letters>" at the dataset's symprec
+    novel_template: bool | None = None  # template in no training crystal
     in_property_sample: bool = False
-    energy_per_atom: float | None = None
+    property: float | None = None  # the paper's DimeNet++ property model (property sample only)
+    energy_per_atom: float | None = None  # CHGNet 0.3.0, eV/atom
+    e_above_hull: float | None = None  # CHGNet energy above the training set's CHGNet hull, eV/atom
 
 
 def _parse(source):
@@ -288,6 +322,22 @@ def _space_group(structure, symprec: float) -> int:
         return 0
 
 
+def wyckoff_template(structure, symprec: float) -> tuple[int, str]:
+    """(space group, Wyckoff template) of a structure: ``"<sg>:<letters>"``, the sorted Wyckoff
+    letters of its orbits (one per orbit, elements ignored); (0, "") if spglib finds no symmetry."""
+    from ..symmetry.analyze import structure_dataset
+
+    try:
+        ds = structure_dataset(structure, symprec)
+    except Exception:  # noqa: BLE001 - spglib failure: no space group
+        ds = None
+    if ds is None:
+        return 0, ""
+    reps = np.unique(np.asarray(ds.equivalent_atoms))
+    letters = sorted(str(ds.wyckoffs[i]) for i in reps)
+    return int(ds.number), f"{int(ds.number)}:{','.join(letters)}"
+
+
 def _analyze_one(kind: str, source, opts: dict) -> dict:
     from .validity import structure_composition_valid, structure_valid
 
@@ -301,7 +351,7 @@ def _analyze_one(kind: str, source, opts: dict) -> dict:
         return out
     cfp = composition_fingerprint(s.composition)
     out["comp_fp"] = cfp
-    out["space_group"] = _space_group(s, opts["symprec"])
+    out["space_group"], out["template"] = wyckoff_template(s, opts["symprec"])
     if kind == "training":
         return out
     out["struct_fp"] = structure_fingerprint(s)
@@ -314,10 +364,11 @@ def _analyze_one(kind: str, source, opts: dict) -> dict:
             out["struct_valid"] = bool(structure_valid(s))
         except Exception:  # noqa: BLE001
             out["struct_valid"] = False
-        try:
-            out["comp_valid"] = bool(structure_composition_valid(s))
-        except Exception:  # noqa: BLE001
-            out["comp_valid"] = False
+        for key, ox in (("comp_valid", "smact14"), ("comp_valid_icsd24", "icsd24")):
+            try:
+                out[key] = bool(structure_composition_valid(s, oxidation_states=ox))
+            except Exception:  # noqa: BLE001
+                out[key] = False
         out["space_group_strict"] = _space_group(s, STRICT_SYMPREC)
         out["reduced"] = _reduced(s)
     return out
@@ -409,6 +460,7 @@ def _set_arrays(records: list[dict], kind: str) -> dict:
         "formula": np.array([r.get("formula") or "" for r in records], dtype=str),
         "comp_fp": comp, "comp_ok": comp_ok,
         "space_group": np.array([r.get("space_group", 0) for r in records], dtype=np.int64),
+        "template": np.array([r.get("template") or "" for r in records], dtype=str),
     }
     if kind == "reference":
         struct, struct_ok = _stack(records, "struct_fp", STRUCT_FP_DIM)
@@ -509,20 +561,74 @@ def chgnet_energies(structures: Sequence, batch_size: int = 32, progress: bool =
     return out
 
 
-def _reference_energies(sources: list, source, cache_dir, progress: bool) -> np.ndarray:
+def _save_npz(path: Path, **arrays) -> None:
+    with contextlib.suppress(OSError):  # an unwritable cache only costs time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+
+
+def _set_energies(sources: list, source, cache_dir, want: np.ndarray, progress: bool, desc: str) -> np.ndarray:
+    """CHGNet energies per atom of the crystals ``want`` (indices) of a set; NaN elsewhere.
+
+    With a cache (a file set and ``cache_dir``) the computed values are kept in
+    ``energy-chgnet030-<hash>.npz`` with a mask of what was computed, so a later call computes only
+    what is missing (e.g. a larger training subset for the hull).
+    """
+    n = len(sources)
+    values, done = np.full(n, np.nan), np.zeros(n, dtype=bool)
     path = None
     if cache_dir is not None and isinstance(source, (str, os.PathLike)):
         from ..data.sources import content_hash
 
-        digest = content_hash(source)
-        path = Path(cache_dir) / f"energy-chgnet030-{digest[:32]}-v{_CACHE_VERSION}.npy"
+        path = Path(cache_dir) / f"energy-chgnet030-{content_hash(source)[:32]}-v{_CACHE_VERSION}.npz"
+        cached = _read_cache(path, n)
+        if cached is not None and "energy" in cached and "done" in cached:
+            values, done = cached["energy"].astype(float), cached["done"].astype(bool)
+    todo = np.asarray([i for i in np.asarray(want, dtype=np.int64) if not done[i]], dtype=np.int64)
+    if len(todo):
+        structures = [_parse(sources[i]) for i in todo]
+        ok = np.array([s is not None for s in structures], dtype=bool)
+        if ok.any():
+            values[todo[ok]] = chgnet_energies([s for s in structures if s is not None], progress=progress, desc=desc)
+        done[todo] = True
+        if path is not None:
+            _save_npz(path, parsed=done, energy=values, done=done)
+    out = np.full(n, np.nan)
+    out[want] = values[want]
+    return out
+
+
+# ------------------------------------------------------------------------------ property model (d_E)
+def _graph_chunk(job):
+    from .property_model import safe_crystal_graph
+
+    warnings.simplefilter("ignore")
+    return [safe_crystal_graph(_parse(src)) for src in job]
+
+
+def _graphs(runner: _Runner, sources: Sequence, desc: str, chunk: int = 8) -> list:
+    jobs = [list(sources[i:i + chunk]) for i in range(0, len(sources), chunk)]
+    out: list = []
+    for res in runner.map(_graph_chunk, jobs, [len(j) for j in jobs], desc):
+        out.extend(res)
+    return out
+
+
+def _set_property(runner: _Runner, model, sources: list, source, cache_dir, desc: str) -> np.ndarray:
+    """Property-model predictions for every crystal of a set (NaN where no graph), cached by the
+    set's content hash and the weights' hash."""
+    path = None
+    if cache_dir is not None and isinstance(source, (str, os.PathLike)):
+        from ..data.sources import content_hash
+
+        path = (Path(cache_dir) / f"prop-{model.name}-{model.weights_hash[:16]}-{content_hash(source)[:32]}"
+                f"-v{_CACHE_VERSION}.npy")
         cached = _read_cache(path, len(sources))
         if cached is not None:
             return cached
-    structures = [_parse(s) for s in sources]
-    ok = [i for i, s in enumerate(structures) if s is not None]
-    values = np.full(len(sources), np.nan)
-    values[ok] = chgnet_energies([structures[i] for i in ok], progress=progress, desc="energy: reference")
+    values = model.predict_graphs(_graphs(runner, sources, desc))
     if path is not None:
         with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -530,6 +636,65 @@ def _reference_energies(sources: list, source, cache_dir, progress: bool) -> np.
             np.save(tmp, values)
             os.replace(tmp, path)
     return values
+
+
+def _load_property_model(property_model, dataset: str | None, models_dir):
+    """(model or None, reason when None). ``property_model``: "auto" (the dataset's model if its
+    weights are found), None / "none" (no property model), or a model name or folder (must load)."""
+    from .property_model import DATASET_PROPERTY_MODEL, PropertyModel
+
+    if property_model is None or property_model == "none":
+        return None, "not requested"
+    if property_model == "auto":
+        name = DATASET_PROPERTY_MODEL.get(dataset or "")
+        if name is None:
+            return None, f"no property model for dataset {dataset!r}"
+        try:
+            return PropertyModel.load(name, models_dir), None
+        except FileNotFoundError as err:
+            return None, str(err)
+    return PropertyModel.load(property_model, models_dir), None
+
+
+# ------------------------------------------------------------------------------ hull (CHGNet)
+def hull_energies(gen_compositions: Sequence, gen_energies: np.ndarray, train_compositions: Sequence,
+                  train_energies: np.ndarray) -> np.ndarray:
+    """Energy per atom above the convex hull of training entries, for each generated crystal.
+
+    Args:
+        gen_compositions / train_compositions: pymatgen Compositions (None: skipped).
+        gen_energies / train_energies: energies per atom (eV/atom; NaN: skipped).
+
+    Returns:
+        e_above_hull per generated crystal (eV/atom, negative below the hull); NaN without an energy
+        or when the training entries of its chemical system lack an element's elemental reference.
+        One PhaseDiagram per chemical system, from the training entries whose elements are a subset.
+    """
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+
+    train: dict[frozenset, list] = defaultdict(list)  # chemical system -> its training entries
+    for c, e in zip(train_compositions, train_energies, strict=True):
+        if c is not None and np.isfinite(e):
+            train[frozenset(el.symbol for el in c.elements)].append(PDEntry(c, float(e) * c.num_atoms))
+    out = np.full(len(gen_compositions), np.nan)
+    by_system: dict[frozenset, list[int]] = defaultdict(list)
+    for i, (c, e) in enumerate(zip(gen_compositions, gen_energies, strict=True)):
+        if c is not None and np.isfinite(e):
+            by_system[frozenset(el.symbol for el in c.elements)].append(i)
+    for system, ids in by_system.items():
+        if any(not train.get(frozenset([el])) for el in system):
+            continue  # an element without an elemental training crystal: no hull
+        members = sorted(system)
+        entries = [entry for r in range(1, len(members) + 1) for sub in itertools.combinations(members, r)
+                   for entry in train.get(frozenset(sub), ())]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pd_ = PhaseDiagram(entries)
+            for i in ids:
+                c = gen_compositions[i]
+                entry = PDEntry(c, float(gen_energies[i]) * c.num_atoms)
+                out[i] = pd_.get_decomp_and_e_above_hull(entry, allow_negative=True, check_stable=False)[1]
+    return out
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -634,29 +799,44 @@ def evaluate_gen(
     requested: dict[str, int] | None = None,
     workers: int = 1,
     energy: bool = True,
+    property_model="auto",
+    property_models_dir=None,
+    composition_scaling: str = "cdvae",
+    hull: bool = True,
+    hull_train_max: int | None = None,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = 0,
     symprec: float | None = None,
     cache_dir=None,
     progress: bool = True,
 ):
-    """Generation metrics (METHOD §7.3 plus uniqueness, novelty and space-group statistics).
+    """Generation metrics (METHOD §7.3 plus uniqueness, novelty, templates, stability, space groups).
 
     Args:
         generated: (name, Structure | CIF text | None) per generated crystal, in generation order.
         reference: the reference (test) set: a CSV path / CIF folder, or a sequence of Structures or
             CIF texts.
         training: the training set, in the same forms.
-        dataset: ``perov_5``, ``mp_20``, ``carbon_24`` (or ``mpts_52``): chooses the COV cutoffs and
-            the space-group tolerance; default: recognised from the reference (then training) file
-            checksum.
+        dataset: ``perov_5``, ``mp_20``, ``carbon_24`` (or ``mpts_52``): chooses the COV cutoffs, the
+            space-group tolerance and the property model; default: recognised from the reference
+            (then training) file checksum.
         cutoffs: (structure, composition) COV cutoffs overriding the dataset's.
         requested: name -> requested space group (from ``manifest.json``); None: no rate.
         workers: processes.
-        energy: compute CHGNet energies and ``wdist_energy``.
+        energy: compute CHGNet energies (``wdist_energy``) and, with ``hull``, the training-set hull.
+        property_model: the paper's d_E model: ``"auto"`` (the dataset's CDVAE DimeNet++ model when
+            its weights are found, else none, with the reason in ``metrics["notes"]``), ``None`` /
+            ``"none"``, or a model name (``mp20``, ``perovskite``, ``carbon``) or folder that must load.
+        property_models_dir: folder of the property models (default: see
+            :func:`~diffcsp_pp.evaluate.property_model.default_property_models_dir`).
+        composition_scaling: ``"cdvae"`` (CDVAE's fixed constants, the paper's) or ``"train"``.
+        hull: with ``energy``, e_above_hull of the valid generated crystals against the training
+            set's CHGNet hull, and the stability / S.U.N. rates.
+        hull_train_max: at most this many training crystals (a seeded subset) in the hull; None: all.
         sample_size: valid generated crystals in the property statistics (fewer if fewer are valid).
-        seed: seed of that sample.
-        symprec: spglib tolerance of the space-group distributions (default: the dataset's).
+        seed: seed of that sample and of the hull subset.
+        symprec: spglib tolerance of the space-group distributions and templates (default: the
+            dataset's).
         cache_dir: where reference/training analyses are cached (None: no cache).
 
     Returns:
@@ -667,6 +847,10 @@ def evaluate_gen(
     generated = list(generated)
     if not generated:
         raise ValueError("no generated crystals to evaluate")
+    if composition_scaling not in COMPOSITION_SCALINGS:
+        raise ValueError(f"composition_scaling must be one of {COMPOSITION_SCALINGS}, got {composition_scaling!r}")
+    if hull_train_max is not None and int(hull_train_max) < 1:
+        raise ValueError(f"hull_train_max must be >= 1, got {hull_train_max}")
     if dataset is None:
         for src in (reference, training):
             if isinstance(src, (str, os.PathLike)) and Path(src).exists():
@@ -686,6 +870,10 @@ def evaluate_gen(
     sample_size = int(sample_size)
     if sample_size < 1:
         raise ValueError(f"sample_size must be >= 1, got {sample_size}")
+    notes: list[str] = []
+    prop_model, why_not = _load_property_model(property_model, dataset, property_models_dir)
+    if prop_model is None and property_model not in (None, "none"):
+        notes.append(f"no d_E with the paper's property model: {why_not}")
 
     names = [str(n) for n, _ in generated]
     with _Runner(workers, progress) as runner:
@@ -722,21 +910,44 @@ def evaluate_gen(
             else:
                 jobs.append((ids, [gen[i]["reduced"] for i in ids], train_buckets.get(key, [])))
         jobs.sort(key=lambda j: -len(j[0]) * (len(j[0]) + len(j[2])))  # big buckets first
-        for ids, u, n in runner.map(_match_bucket, jobs, [len(j[0]) for j in jobs], "gen: matching"):
+        for ids, u, nv in runner.map(_match_bucket, jobs, [len(j[0]) for j in jobs], "gen: matching"):
             unique[ids] = u
-            novel[ids] = n
+            novel[ids] = nv
         timings["matching"] = time.perf_counter() - t
 
-    # validity
-    parsed = np.array([bool(r.get("parsed")) for r in gen])
-    struct_valid = np.array([bool(r.get("struct_valid")) for r in gen])
-    comp_valid = np.array([bool(r.get("comp_valid")) for r in gen])
-    fp_ok = np.array([r.get("struct_fp") is not None for r in gen])
-    valid = struct_valid & comp_valid & fp_ok
-    n = len(gen)
+        # validity
+        parsed = np.array([bool(r.get("parsed")) for r in gen])
+        struct_valid = np.array([bool(r.get("struct_valid")) for r in gen])
+        comp_valid = np.array([bool(r.get("comp_valid")) for r in gen])
+        comp_valid_icsd24 = np.array([bool(r.get("comp_valid_icsd24")) for r in gen])
+        fp_ok = np.array([r.get("struct_fp") is not None for r in gen])
+        valid = struct_valid & comp_valid & fp_ok
+        n = len(gen)
+
+        # property statistics on a seeded sample of valid crystals
+        valid_idx = np.flatnonzero(valid)
+        rng = np.random.default_rng(seed)
+        k = min(sample_size, len(valid_idx))
+        sample = np.sort(rng.choice(valid_idx, size=k, replace=False)) if k else np.array([], dtype=np.int64)
+        in_sample = np.zeros(n, dtype=bool)
+        in_sample[sample] = True
+        props = np.full(n, np.nan)
+        ref_props = None
+        if prop_model is not None:
+            t = time.perf_counter()
+            if k:
+                props[sample] = prop_model.predict_graphs(_graphs(runner, [gen[i]["structure"] for i in sample],
+                                                                  "d_E: generated graphs"))
+            ref_props = _set_property(runner, prop_model, ref_sources, reference, cache_dir, "d_E: reference graphs")
+            timings["property_model"] = time.perf_counter() - t
 
     # coverage
-    mean, std = fit_standardizer(train["comp_fp"][train["comp_ok"]])
+    if composition_scaling == "cdvae":
+        from .constants import CDVAE_COMP_SCALER_MEANS, CDVAE_COMP_SCALER_STDS
+
+        mean, std = np.asarray(CDVAE_COMP_SCALER_MEANS), np.asarray(CDVAE_COMP_SCALER_STDS)
+    else:
+        mean, std = fit_standardizer(train["comp_fp"][train["comp_ok"]])
     g_struct, _ = _stack(gen, "struct_fp", STRUCT_FP_DIM)
     g_comp, g_comp_ok = _stack(gen, "comp_fp", COMP_FP_DIM)
     g_use = fp_ok & g_comp_ok
@@ -745,27 +956,55 @@ def evaluate_gen(
                    ref["struct_fp"][r_use], standardize(ref["comp_fp"][r_use], mean, std),
                    cutoffs[0], cutoffs[1], num_generated=n)
 
-    # property statistics on a seeded sample of valid crystals
-    valid_idx = np.flatnonzero(valid)
-    rng = np.random.default_rng(seed)
-    k = min(sample_size, len(valid_idx))
-    sample = np.sort(rng.choice(valid_idx, size=k, replace=False)) if k else np.array([], dtype=np.int64)
-    in_sample = np.zeros(n, dtype=bool)
-    in_sample[sample] = True
     g_density = np.array([r.get("density", np.nan) for r in gen], dtype=float)
     g_nelem = np.array([r.get("num_elements", 0) for r in gen], dtype=float)
     energies = np.full(n, np.nan)
+    e_hull = np.full(n, np.nan)
     ref_energy = None
-    energy_model = None
+    chgnet_name = None
+    hull_info = None
     if energy:
         t = time.perf_counter()
-        energy_model = _energy_model_name()
-        if k:
-            energies[sample] = chgnet_energies([gen[i]["structure"] for i in sample], progress=progress,
-                                               desc="energy: generated")
-        ref_energy = _reference_energies(ref_sources, reference, cache_dir, progress)
+        chgnet_name = _energy_model_name()
+        need = np.flatnonzero(valid) if hull else sample
+        if len(need):
+            energies[need] = chgnet_energies([gen[i]["structure"] for i in need], progress=progress,
+                                             desc="energy: generated")
+        ref_energy = _set_energies(ref_sources, reference, cache_dir, np.arange(len(ref_sources)), progress,
+                                   "energy: reference")
         timings["energy"] = time.perf_counter() - t
+        if hull:
+            t = time.perf_counter()
+            n_train = len(train_sources)
+            hull_idx = np.arange(n_train)
+            if hull_train_max is not None and int(hull_train_max) < n_train:
+                hull_idx = np.sort(np.random.default_rng(seed).choice(n_train, size=int(hull_train_max), replace=False))
+            train_energy = _set_energies(train_sources, training, cache_dir, hull_idx, progress, "energy: training (hull)")
+            timings["energy_training"] = time.perf_counter() - t
+            t = time.perf_counter()
+            from pymatgen.core import Composition
+
+            train_comps = [None] * n_train
+            for i in hull_idx:  # the reduced formula is enough: the hull works per atom
+                if train["parsed"][i]:
+                    train_comps[i] = Composition(str(train["formula"][i]))
+            gen_comps = [gen[i]["structure"].composition.element_composition if valid[i] else None for i in range(n)]
+            e_hull = hull_energies(gen_comps, energies, train_comps, train_energy)
+            timings["hull"] = time.perf_counter() - t
+            hull_info = {"training_crystals": int(len(hull_idx)),
+                         "training_energies_failed": int(len(hull_idx) - np.isfinite(train_energy[hull_idx]).sum())}
+    stable = valid & (e_hull <= STABLE_TOL)
+    metastable = valid & (e_hull <= METASTABLE_EHULL)
+    has_hull = np.isfinite(e_hull)
     ref_ok = ref["parsed"]
+
+    # Wyckoff templates
+    train_templates = {t_ for t_, ok in zip(train["template"], train["parsed"], strict=True) if ok and t_}
+    g_template = np.array([r.get("template") or "" for r in gen], dtype=object)
+    has_template = parsed & (g_template != "")
+    novel_template = np.array([bool(t_) and t_ not in train_templates for t_ in g_template])
+    distinct = {t_ for t_ in g_template[has_template]}
+    distinct_novel = {t_ for t_ in distinct if t_ not in train_templates}
 
     # space groups
     gen_sg = [r["space_group"] for r in gen if r.get("parsed")]
@@ -775,17 +1014,21 @@ def evaluate_gen(
         if asked:
             req_rate = sum(gen[i].get("space_group_strict") == sg for i, sg in asked) / len(asked)
 
+    def opt(x):
+        return None if not np.isfinite(x) else float(x)
+
     rows = [
         GenRow(
             index=i, name=names[i], formula=r.get("formula"), num_atoms=r.get("num_atoms"), parsed=bool(parsed[i]),
-            struct_valid=bool(struct_valid[i]), comp_valid=bool(comp_valid[i]), fingerprint_ok=bool(fp_ok[i]),
-            valid=bool(valid[i]),
-            density=None if not np.isfinite(g_density[i]) else float(g_density[i]),
-            num_elements=r.get("num_elements"), space_group=r.get("space_group"),
+            struct_valid=bool(struct_valid[i]), comp_valid=bool(comp_valid[i]),
+            comp_valid_icsd24=bool(comp_valid_icsd24[i]), fingerprint_ok=bool(fp_ok[i]), valid=bool(valid[i]),
+            density=opt(g_density[i]), num_elements=r.get("num_elements"), space_group=r.get("space_group"),
             space_group_strict=r.get("space_group_strict"),
             requested_space_group=(requested or {}).get(names[i]),
-            unique=bool(unique[i]), novel=bool(novel[i]), in_property_sample=bool(in_sample[i]),
-            energy_per_atom=None if not np.isfinite(energies[i]) else float(energies[i]),
+            unique=bool(unique[i]), novel=bool(novel[i]),
+            wyckoff_template=g_template[i] or None, novel_template=bool(novel_template[i]) if has_template[i] else None,
+            in_property_sample=bool(in_sample[i]), property=opt(props[i]),
+            energy_per_atom=opt(energies[i]), e_above_hull=opt(e_hull[i]),
         )
         for i, r in enumerate(gen)
     ]
@@ -796,18 +1039,28 @@ def evaluate_gen(
         "density": _hist(g_density[sample], ref["density"][ref_ok]),
         "num_elements": _hist(g_nelem[sample], ref["num_elements"][ref_ok], integer=True),
     }
+    if prop_model is not None:
+        histograms["property"] = _hist(props[sample], ref_props[ref_ok])
     if energy:
         histograms["energy_per_atom"] = _hist(energies[sample], ref_energy[ref_ok])
+    rate = (lambda mask: float(mask.mean())) if energy and hull else (lambda mask: None)
     metrics = {
         "dataset": dataset,
         "struct_valid": float(struct_valid.mean()),
         "comp_valid": float(comp_valid.mean()),
+        "comp_valid_icsd24": float(comp_valid_icsd24.mean()),
         "valid": float(valid.mean()),
         **cov,
         "wdist_density": _wdist(g_density[sample], ref["density"][ref_ok]) if k else None,
         "wdist_num_elements": _wdist(g_nelem[sample], ref["num_elements"][ref_ok]) if k else None,
+        "wdist_prop": (_wdist(props[sample], ref_props[ref_ok]) if k else None) if prop_model is not None else None,
         "wdist_energy": (_wdist(energies[sample], ref_energy[ref_ok]) if k else None) if energy else None,
-        "energy_model": energy_model,
+        "energy_model": {
+            "wdist_prop": None if prop_model is None else prop_model.describe() + " (the paper's d_E)",
+            "wdist_energy": chgnet_name,
+            "e_above_hull": None if not (energy and hull) else
+            "CHGNet single-point energy per atom above the convex hull of the training set's CHGNet energies",
+        },
         "property_sample_size": int(k),
         "requested_space_group_rate": req_rate,
         "space_group_js_distance_training": _js(gen_sg, train["space_group"][train["parsed"]]),
@@ -816,27 +1069,57 @@ def evaluate_gen(
         "novelty": float(novel.mean()),
         "unique_novel": float((unique & novel).mean()),
         "valid_unique_novel": float((valid & unique & novel).mean()),
+        "novel_template_rate": float(novel_template[has_template].mean()) if has_template.any() else None,
+        "distinct_templates": len(distinct),
+        "novel_distinct_template_rate": len(distinct_novel) / len(distinct) if distinct else None,
+        "stable_chgnet_hull": rate(stable),
+        "metastable_chgnet_hull": rate(metastable),
+        "sun_chgnet_hull": rate(stable & unique & novel),
+        "msun_chgnet_hull": rate(metastable & unique & novel),
         "counts": {
             "generated": n, "parsed": int(parsed.sum()), "struct_valid": int(struct_valid.sum()),
-            "comp_valid": int(comp_valid.sum()), "fingerprint_ok": int(fp_ok.sum()), "valid": int(valid.sum()),
+            "comp_valid": int(comp_valid.sum()), "comp_valid_icsd24": int(comp_valid_icsd24.sum()),
+            "fingerprint_ok": int(fp_ok.sum()), "valid": int(valid.sum()),
             "generated_in_coverage": int(g_use.sum()),
             "reference": len(ref_ok), "reference_in_coverage": int(r_use.sum()),
             "reference_fingerprint_failed": int(len(ref_ok) - r_use.sum()),
             "training": len(train["parsed"]),
             "requested_space_group": None if requested is None else sum(1 for nm in names if (requested or {}).get(nm)),
+            "property_failed": (int(k - np.isfinite(props[sample]).sum()) if prop_model is not None else None),
+            "reference_property_failed": (int((~np.isfinite(ref_props[ref_ok])).sum())
+                                          if prop_model is not None else None),
             "energy_failed": (int(k - np.isfinite(energies[sample]).sum()) if energy else None),
             "unique": int(unique.sum()), "novel": int(novel.sum()),
+            "with_template": int(has_template.sum()), "novel_template": int(novel_template[has_template].sum()),
+            "distinct_novel_templates": len(distinct_novel), "training_templates": len(train_templates),
+            "hull_evaluated": int(has_hull.sum()) if energy and hull else None,
+            "hull_no_reference": (int((valid & np.isfinite(energies) & ~has_hull).sum()) if energy and hull else None),
+            "stable": int(stable.sum()) if energy and hull else None,
+            "metastable": int(metastable.sum()) if energy and hull else None,
         },
         "histograms": histograms,
+        "notes": notes,
         "protocol": {
             "cov_cutoffs": {"struct": cutoffs[0], "comp": cutoffs[1]},
             "structure_fingerprint": "mean over sites of CrystalNNFingerprint.from_preset('ops')",
             "composition_fingerprint": "ElementProperty.from_preset('magpie', impute_nan=False)",
-            "composition_scaling": "mean/std of the training set's composition fingerprints (CDVAE: fixed "
-                                   "CompScalerMeans/Stds); NaN -> 0, std 0 -> 1",
-            "validity": ["smact_composition", "min_distance_0.5A", "volume_0.1A3", "crystalnn_fingerprint"],
+            "composition_scaling": ("CDVAE's fixed CompScalerMeans/Stds (the paper's); NaN -> 0"
+                                    if composition_scaling == "cdvae" else
+                                    "mean/std of the training set's composition fingerprints; NaN -> 0, std 0 -> 1"),
+            "validity": ["smact_composition (SMACT14 oxidation states)", "min_distance_0.5A", "volume_0.1A3",
+                         "crystalnn_fingerprint"],
             "property_sample": {"size": sample_size, "seed": seed, "population": "valid generated",
                                 "replace": False, "reference": "all reference crystals"},
+            "property_model": None if prop_model is None else {
+                "name": prop_model.name, "target": prop_model.target, "weights_sha256": prop_model.weights_hash,
+                "graph": "CrystalNN(distance_cutoffs=None, x_diff_weight=-1, porous_adjustment=False), periodic images"},
+            "hull": None if not (energy and hull) else {
+                **(hull_info or {}), "subset_seed": seed if hull_train_max is not None else None,
+                "stable": f"valid and e_above_hull <= {STABLE_TOL:g} eV/atom",
+                "metastable": f"valid and e_above_hull <= {METASTABLE_EHULL:g} eV/atom",
+                "sun": "stable, unique and novel (msun: metastable, unique and novel); denominators: all generated",
+                "energies": "CHGNet 0.3.0 single point on the structures as given (no relaxation)"},
+            "wyckoff_template": "spglib space group + sorted Wyckoff letters of the orbits at the space-group symprec",
             "space_group_symprec": symprec, "requested_space_group_symprec": STRICT_SYMPREC,
             "jensen_shannon": "scipy.spatial.distance.jensenshannon, natural log, space groups 0-230",
             "uniqueness_matcher": {**MATCHER_SETTINGS, "primitive_cell": True, "scale": True,
@@ -860,6 +1143,7 @@ def write_rows_csv(path, rows: Sequence[GenRow]) -> None:
 
 
 __all__ = [
+    "COMPOSITION_SCALINGS",
     "COV_CUTOFFS",
     "GenRow",
     "chgnet_energies",
@@ -868,8 +1152,10 @@ __all__ = [
     "detect_dataset",
     "evaluate_gen",
     "fit_standardizer",
+    "hull_energies",
     "read_generated",
     "standardize",
     "structure_fingerprint",
+    "wyckoff_template",
     "write_rows_csv",
 ]

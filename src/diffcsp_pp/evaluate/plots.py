@@ -103,6 +103,13 @@ def plot_gen(metrics: dict, prefix) -> list[Path]:
             f"density; W1 distance {_fmt(metrics.get('wdist_density'))}")
     paths.append(_save(fig, prefix.with_name(prefix.name + ".density.png")))
 
+    if "property" in hists:
+        fig, ax = _figure()
+        label = (metrics.get("protocol", {}).get("property_model") or {}).get("target", "property")
+        _stairs(ax, hists["property"], f"predicted {label} (paper's DimeNet++ property model)",
+                f"d_E; W1 distance {_fmt(metrics.get('wdist_prop'))}")
+        paths.append(_save(fig, prefix.with_name(prefix.name + ".property.png")))
+
     if "energy_per_atom" in hists:
         fig, ax = _figure()
         _stairs(ax, hists["energy_per_atom"], "predicted energy per atom (eV/atom, CHGNet)",
