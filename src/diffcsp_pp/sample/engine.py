@@ -167,7 +167,7 @@ class Engine:
         groups = groups_of(sizes, cfg.max_edges, cfg.group_size)
         jobs = [GroupJob(tuple(expanded[i] for i in group), self.run_config.diffusion, group_seed(seed, g),
                          float(cfg.step_lr), None if steps is None else tuple(steps), NETWORK_DTYPES[cfg.precision],
-                         cfg.fourier_plan, init) for g, group in enumerate(groups)]
+                         cfg.fourier_plan, init, self.task) for g, group in enumerate(groups)]
         device = next(self.model.parameters()).device
         runner = self.runner or runner_for(cfg.parallel, cfg.workers, cfg.compile, device, len(groups))
         out: list = [None] * len(expanded)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..diffusion.process import Schedules
+from ..diffusion.process import Schedules, noise_k
 from ..symmetry.families import project_k
 from ..symmetry.wyckoff import expand_orbits, project_noise
 from ..train.config import DIFF_RATIO
@@ -70,7 +70,7 @@ def partial_noise_init(sched: Schedules, batch, t0: int, generator: torch.Genera
     sg = batch.space_group
     ab = sched.alpha_bars[t0].to(dtype)
     eps_k = project_k(_randn((batch.num_graphs, 6), batch.k, generator), sg)
-    k = project_k(ab.sqrt() * batch.k + (1 - ab).sqrt() * eps_k, sg)
+    k = noise_k(batch.k, ab, eps_k, sg)  # the forward noising of training
     sigma = sched.sigmas[t0].to(dtype)
     eps = project_noise(_randn(batch.frac_coords.shape, batch.frac_coords, generator), batch.wyckoff_ops,
                         batch.anchor_idx, batch.rot_pinv)

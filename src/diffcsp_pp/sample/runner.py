@@ -47,6 +47,7 @@ class GroupJob:
     network_dtype: torch.dtype | None
     fourier_plan: bool
     init: object = None  # picklable callable (sched, batch, generator) -> (k, x, types), or None
+    task: str | None = None  # "csp" or "gen" (None: the network's)
 
     @property
     def edges(self) -> int:
@@ -63,7 +64,7 @@ class GroupJob:
         gen = torch.Generator(device=batch.frac_coords.device).manual_seed(self.seed)
         start = self.init(sched, batch, gen) if self.init is not None else None
         k, x, types = sample(model, sched, batch, gen, self.step_lr, self.timesteps, init=start,
-                             network_dtype=self.network_dtype, fourier_plan=self.fourier_plan)
+                             network_dtype=self.network_dtype, fourier_plan=self.fourier_plan, task=self.task)
         return (lattice_from_k(k.double().cpu().numpy()), x.double().cpu().numpy(), types.cpu().numpy(),
                 batch.batch_idx.cpu().numpy())
 
