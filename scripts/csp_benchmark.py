@@ -52,7 +52,7 @@ def main() -> int:
     from diffcsp_pp.allocator import tune_allocator
     from diffcsp_pp.data.sources import parse_cif, read_crystals
     from diffcsp_pp.evaluate.csp import evaluate_csp, write_rows_csv
-    from diffcsp_pp.jobs import predict_dataset
+    from diffcsp_pp.jobs import dataset_infos, predict_dataset
     from diffcsp_pp.sample.config import SamplerConfig
     from diffcsp_pp.sample.writer import symmetric_cif
 
@@ -62,7 +62,7 @@ def main() -> int:
     engine = model.engine(SamplerConfig(steps=args.steps, step_lr=args.step_lr, precision=args.precision,
                                         parallel=args.parallel, compile=args.compile, progress=True))
     step_lr = engine.config.step_lr  # the model's default unless --step-lr (0 is a valid γ: no corrector move)
-    infos = model._dataset(args.csv)[: args.limit]
+    infos = dataset_infos(args.csv, model.config.symprec)[: args.limit]
     if args.subset and args.subset < len(infos):
         import numpy as np
 

@@ -198,24 +198,10 @@ class DiffCSPPP:
         ``seed + b`` (:mod:`diffcsp_pp.jobs`). Returns (material id, Structure) per row.
         """
         self._check_task("csp")
-        infos = self._dataset(data)[:limit]
+        infos = jobs.dataset_infos(data, self.config.symprec)[:limit]
         structures = jobs.predict_dataset(self.engine(sampler), infos, seed=_seed(seed), batch_size=batch_size,
                                           progress=progress)
         return [(i.structure_id, s) for i, s in zip(infos, structures, strict=True)]
-
-    def _dataset(self, data) -> list:
-        """SymmetryInfos of a CSV / CIF folder (preprocessed with the model's symprec, cached) or a list."""
-        if not isinstance(data, (str, os.PathLike)):
-            return list(data)
-        from .data.preprocess import PreprocessConfig, preprocess
-        from .data.registry import default_cache_dir
-        from .data.store import load_records
-
-        if not Path(data).exists():
-            raise FileNotFoundError(f"no such file or folder: {data}")
-        res = preprocess(data, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=self.config.symprec),
-                         progress=False)
-        return load_records(res.output)
 
     # ------------------------------------------------------------------------------ generate
     def generate(self, n: int, *, space_group: int | None = None, wyckoff=None, seed: int | None = None,

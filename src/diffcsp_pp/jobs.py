@@ -135,6 +135,24 @@ def generation_plan(stats: TemplateStats, n: int, space_group: int | None = None
     return draw_patterns(stats, n, space_group, np.random.default_rng([int(seed), 7]))
 
 
+def dataset_infos(data, symprec: float | None) -> list:
+    """SymmetryInfos of a dataset: a CSV (``material_id``, ``cif``) or CIF folder, preprocessed with
+    ``symprec`` (cached, :func:`diffcsp_pp.data.preprocess.preprocess`), or a list given as is."""
+    import os
+    from pathlib import Path
+
+    if not isinstance(data, (str, os.PathLike)):
+        return list(data)
+    from .data.preprocess import PreprocessConfig, preprocess
+    from .data.registry import default_cache_dir
+    from .data.store import load_records
+
+    if not Path(data).exists():
+        raise FileNotFoundError(f"no such file or folder: {data}")
+    res = preprocess(data, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=symprec), progress=False)
+    return load_records(res.output)
+
+
 # ----------------------------------------------------------------------------------------- jobs
 def predict(engine: Engine, stats: TemplateStats, formulas: Sequence[str], space_groups: Sequence[int],
             wyckoffs: Sequence | None = None, n: int = 1, seed: int = 0) -> list[list]:

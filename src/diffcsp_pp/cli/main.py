@@ -157,8 +157,10 @@ def cmd_train(args) -> int:
         "ema": False if args.no_ema else None,
     }
     if args.resume:
-        if not (Path(args.out) / "config.json").is_file():
-            raise FileNotFoundError(f"nothing to resume: {args.out} holds no run (no config.json)")
+        from ..folder import ModelFolder
+
+        if not ModelFolder(args.out).file(ModelFolder.CONFIG).is_file():
+            raise FileNotFoundError(f"nothing to resume: {args.out} holds no run (no {ModelFolder.CONFIG})")
         cfg = load_run_config(args.out)
         extend = {k: v for k, v in overrides.items() if v is not None and k in ("max_epochs", "max_steps", "devices", "num_nodes", "accelerator", "num_threads")}
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **extend))
@@ -268,11 +270,9 @@ def _predict_csv(args, model, writer, done, seed, sampler) -> None:
     """Benchmark mode: one prediction per row from the row's own space group and Wyckoff template
     (:func:`diffcsp_pp.jobs.predict_dataset`; a rerun skips the finished batches and draws the rest
     exactly as an uninterrupted run would)."""
-    from ..jobs import predict_dataset
+    from ..jobs import dataset_infos, predict_dataset
 
-    if not Path(args.csv).exists():
-        raise FileNotFoundError(f"no such file or folder: {args.csv}")
-    infos = model._dataset(args.csv)[: args.limit]
+    infos = dataset_infos(args.csv, model.config.symprec)[: args.limit]
     finished = {i for i, info in enumerate(infos) if info.structure_id in done}
 
     def write(batch) -> None:
