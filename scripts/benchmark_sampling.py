@@ -7,7 +7,8 @@ The sampler runs ``--steps`` predictor-corrector steps (2 NFE each) over one bat
 does not depend on the step count, so the 1998-NFE time is 999 x the per-step time.
 
 ``--no-plan`` turns off the sampler's precomputed Fourier products (the speed before it).
-``--compile`` samples with ``compile_network=True`` (the sampler's ``torch.compile`` of the
+The sampling goes through the engine every job uses (``diffcsp_pp.sample.engine.Engine.sample``).
+``--compile`` samples with ``SamplerConfig(compile=True)`` (the sampler's ``torch.compile`` of the
 network); the warm-up then samples the same groups (same shapes) for 3 steps and its wall time,
 which holds the compilation, is reported as ``warmup_s`` (not in the per-NFE figure). With
 ``--compile`` and several groups use ``--workers 1`` or ``--processes``.
@@ -87,27 +88,28 @@ def _run(args, start_row: int, count: int, barrier) -> tuple[float, dict]:
     from diffcsp_pp.data.preprocess import PreprocessConfig, preprocess
     from diffcsp_pp.data.registry import default_cache_dir
     from diffcsp_pp.data.store import load_records
-    from diffcsp_pp.diffusion.process import respaced_timesteps
-    from diffcsp_pp.sample import load_run, sample_structures
+    from diffcsp_pp.folder import ModelFolder
+    from diffcsp_pp.sample.config import SamplerConfig
+    from diffcsp_pp.sample.engine import Engine
 
     tuned = False if args.default_allocator else tune_allocator()
     torch.set_num_threads(1 if barrier is not None else args.threads)
-    model, cfg = load_run(args.model)
+    model, cfg = ModelFolder.resolve(args.model).load()
     res = preprocess(args.csv, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=cfg.symprec), progress=False)
     infos = load_records(res.output)[start_row : start_row + count]
-    steps = respaced_timesteps(cfg.diffusion.timesteps, args.steps)
-    kwargs = {"max_edges": 10**9, "precision": args.precision, "group_size": args.group_size, "workers": args.workers,
-              "fourier_plan": not args.no_plan, "compile_network": args.compile}
+    engine = Engine(model, cfg, SamplerConfig(steps=args.steps, step_lr=1e-5, max_edges=10**9, precision=args.precision,
+                                              group_size=args.group_size, workers=args.workers,
+                                              fourier_plan=not args.no_plan, compile=args.compile))
+    steps = engine.timesteps
     start = time.perf_counter()
     # warm-up (with --compile: compiles for the timed groups' shapes)
-    sample_structures(model, cfg.diffusion, infos if args.compile else infos[:4], seed=0, step_lr=1e-5,
-                      timesteps=steps[-3:], **kwargs)
+    engine.sample(infos if args.compile else infos[:4], seed=0, timesteps=steps[-3:])
     warmup = time.perf_counter() - start
     if barrier is not None:
         barrier.wait()
     faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
-    sample_structures(model, cfg.diffusion, infos, seed=0, step_lr=1e-5, timesteps=steps, **kwargs)
+    engine.sample(infos, seed=0)
     wall = time.perf_counter() - start
     nfe = 2 * len(steps)
     sizes = {i.num_atoms for i in infos}

@@ -44,19 +44,20 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from diffcsp_pp.retrieval.index import INDEX_FILE, build_template_index
-    from diffcsp_pp.retrieval.scorer import SCORER_JSON, SCORER_WEIGHTS, Scorer
+    from diffcsp_pp.folder import ModelFolder
+    from diffcsp_pp.retrieval.index import build_template_index
+    from diffcsp_pp.retrieval.scorer import Scorer
     from diffcsp_pp.retrieval.train import fit_scorer
 
     model = Path(args.model)
-    if not (model / "config.json").is_file():
-        print(f"error: {model} has no config.json", file=sys.stderr)
+    folder = ModelFolder(model)
+    if not folder.file(folder.CONFIG).is_file():
+        print(f"error: {model} has no {folder.CONFIG}", file=sys.stderr)
         return 2
-    config = json.loads((model / "config.json").read_text())
-    symprec = args.symprec if args.symprec is not None else config.get("symprec")
+    symprec = args.symprec if args.symprec is not None else folder.config().symprec
     start = time.perf_counter()
     index, _ = build_template_index(args.train, symprec=symprec, progress=not args.quiet)
-    path = index.save(model / INDEX_FILE)
+    path = folder.write_template_index(index)
     print(f"{path}: {len(index)} templates, {len(set(index.count_keys.tolist()))} count patterns, "
           f"{path.stat().st_size / 1e6:.2f} MB ({time.perf_counter() - start:.0f} s)")
     if args.val:
@@ -65,13 +66,12 @@ def main(argv=None) -> int:
                             match_queries=args.match_queries,
                             seed=args.seed, progress=not args.quiet)
     else:
-        (model / SCORER_WEIGHTS).unlink(missing_ok=True)
         scorer = Scorer("euclidean", info={"note": "no validation data given: Euclidean distance of Magpie fingerprints"})
-    scorer.save(model)
+    folder.write_scorer(scorer)
     val = scorer.info.get("validation")
     if val:
         print(json.dumps(val, indent=1))
-    print(f"{model / SCORER_JSON}: ranker {scorer.kind!r}")
+    print(f"{folder.file(folder.SCORER)}: ranker {scorer.kind!r}")
     total = sum(p.stat().st_size for p in model.iterdir() if p.is_file())
     print(f"model folder {total / 1e6:.2f} MB")
     return 0

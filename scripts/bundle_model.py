@@ -1,20 +1,23 @@
 #!/usr/bin/env python
 """Copy a run's weights into the package as a bundled model with a model card.
 
-Usage: python scripts/bundle_model.py --run RUN_DIR --name perov5-csp --metrics METRICS.json [--note TEXT]
+Usage: python scripts/bundle_model.py --run RUN_DIR --name perov5-csp --metrics METRICS.json --wall-time-h H
+           [--note TEXT] [--step-lr G] [--formula-diff-ratio R]
 
 Writes src/diffcsp_pp/pretrained/NAME/{model.safetensors, config.json, template_stats.json, card.json,
-README.md} and leaves any other file there (the template index and scorer of prediction from the
-formula alone, which do not depend on the weights). The card takes the training facts from the run
-(config, steps, epochs, validation loss, wall time from the CSV logs) and the evaluation figures from
-METRICS.json (from csp_benchmark.py).
+README.md} through :class:`diffcsp_pp.folder.ModelFolder` and leaves any other file there (the
+template index and scorer of prediction from the formula alone, which do not depend on the weights).
+The config is the run's (file paths reduced to names); ``--step-lr`` / ``--formula-diff-ratio`` set
+its sampler defaults (a measured choice: say where it was measured in ``--note``), otherwise the
+bundled folder's earlier choices are kept. The card takes the training facts from the run (config,
+steps, epochs, validation loss) and the evaluation figures from METRICS.json (from
+csp_benchmark.py); it is documentation only.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -22,40 +25,49 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
+    import json
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--run", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--metrics", action="append", default=[])
     parser.add_argument("--wall-time-h", type=float, required=True, help="training wall time (hours)")
     parser.add_argument("--note", default="")
+    parser.add_argument("--step-lr", type=float, help="the model's Langevin γ (default: the official value)")
+    parser.add_argument("--formula-diff-ratio", type=float, help="refinement start of prediction from a formula")
     args = parser.parse_args()
-    run = Path(args.run)
-    dest = ROOT / "src" / "diffcsp_pp" / "pretrained" / args.name
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(run / "model.safetensors", dest / "model.safetensors")
-    config = json.loads((run / "config.json").read_text())
-    config["train_files"] = [Path(f).name for f in config["train_files"]]
-    config["val_files"] = [Path(f).name for f in config["val_files"]]
-    config["init_from"] = None
-    (dest / "config.json").write_text(json.dumps(config, indent=1))
-    if (run / "template_stats.json").is_file():
-        shutil.copy(run / "template_stats.json", dest / "template_stats.json")
-    state = json.loads((run / "training_state.json").read_text())
+    from safetensors.torch import load_file
+
+    from diffcsp_pp.folder import ModelFolder
+
+    run = ModelFolder(args.run)
+    dest = ModelFolder(ROOT / "src" / "diffcsp_pp" / "pretrained" / args.name)
+    cfg = run.config()
+    sampler = dest.config().sampler if dest.file(dest.CONFIG).is_file() else cfg.sampler
+    changes = {k: v for k, v in (("step_lr", args.step_lr), ("formula_diff_ratio", args.formula_diff_ratio)) if v is not None}
+    cfg = dataclasses.replace(cfg, train_files=[Path(f).name for f in cfg.train_files],
+                              val_files=[Path(f).name for f in cfg.val_files], init_from=None,
+                              sampler=dataclasses.replace(sampler, **changes))
+    weights = load_file(run.file(run.WEIGHTS))
+    dest.write_weights(weights)
+    dest.write_config(cfg)
+    if run.template_stats():
+        dest.write_template_stats(run.template_stats())
+    state = run.training_state()
     metrics = [json.loads(Path(m).read_text()) for m in args.metrics]
+    config = cfg.to_dict()
     card = {
         "name": args.name, "task": config["task"], "preset": config["preset"], "dataset": config["dataset"],
         "train_files": config["train_files"], "val_files": config["val_files"], "model": config["model"],
-        "params": None, "training": {**state, "wall_time_h": args.wall_time_h,
-                                     "machine": f"2-core CPU (AMD EPYC), {config['train'].get('precision', '32-true')}"},
+        "params": int(sum(t.numel() for t in weights.values())),
+        "training": {**state, "wall_time_h": args.wall_time_h,
+                     "machine": f"2-core CPU (AMD EPYC), {config['train'].get('precision', '32-true')}"},
         "evaluation": [{k: m.get(k) for k in ("csv", "rows", "sampler_steps", "network_evaluations", "match_rate", "rmse",
                                                "match_rate_ungated", "rmse_ungated", "match_rate_over_predicted_rows",
                                                "requested_space_group_rate", "sample_wall_s")} for m in metrics],
+        "sampler_defaults": config["sampler"],  # documentation of what config.json sets
         "note": args.note,
     }
-    from safetensors.torch import load_file
-
-    card["params"] = int(sum(t.numel() for t in load_file(dest / "model.safetensors").values()))
-    (dest / "card.json").write_text(json.dumps(card, indent=1))
     lines = [f"# {args.name}", "", args.note, "", f"- task: {card['task']}; preset: {card['preset']} "
              f"({card['params']:,} parameters); data: {', '.join(card['train_files'])}",
              f"- trained: {state['global_step']} steps ({state['epoch']} epochs), {args.wall_time_h} h on a 2-core CPU; "
@@ -65,8 +77,8 @@ def main() -> int:
         lines.append(f"| {Path(e['csv']).name} | {e['rows']} | {e['sampler_steps']} | {100 * e['match_rate']:.2f} % "
                      f"| {e['rmse']:.4f} | {100 * e['match_rate_ungated']:.2f} % "
                      f"| {100 * e['requested_space_group_rate']:.1f} % |")
-    (dest / "README.md").write_text("\n".join(lines) + "\n")
-    print(f"bundled {dest}")
+    dest.write_card(card, "\n".join(lines) + "\n")
+    print(f"bundled {dest.path}")
     return 0
 
 

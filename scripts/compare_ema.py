@@ -34,11 +34,13 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=1500)
     args, extra = parser.parse_known_args()
+    from diffcsp_pp.folder import ModelFolder
+
     out = Path(args.out)
     curves = {}
     for name, flags in (("ema", []), ("no_ema", ["--no-ema"])):
         run = out / name
-        if not (run / "model.safetensors").exists():
+        if not ModelFolder(run).file(ModelFolder.WEIGHTS).exists():
             cmd = [sys.executable, "-m", "diffcsp_pp.cli.main", "train", "--train", *args.train, "--val", *args.val,
                    "--out", str(run), "--max-steps", str(args.steps), "--quiet", *flags, *extra]
             subprocess.run(cmd, check=True)

@@ -5,6 +5,10 @@ row's own space group and Wyckoff template, then the paper's match rate / RMSE.
 Usage: python scripts/csp_benchmark.py --model RUN_DIR --csv TEST.csv.gz --out DIR
            [--limit N | --subset N --subset-seed S] [--steps K] [--step-lr G] [--seed S] [--workers W]
 
+The predictions are the job of ``diffcsp-pp predict --csv`` (:func:`diffcsp_pp.jobs.predict_dataset`,
+same batches and seeds): with the same --seed, --steps, --precision and --batch-size (and no
+--subset) they are byte for byte the CIFs that command writes.
+
 Writes DIR/<material_id>.cif (symmetrised CIFs that carry the space group), DIR/metrics.json and
 DIR/metrics.rows.csv; prints match rate, RMSE, the fraction of outputs with the template's space
 group, and the timings.
@@ -31,6 +35,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: all T-1)")
     parser.add_argument("--step-lr", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=256, help="crystals per sampler batch (as predict --csv)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="network precision")
@@ -43,37 +48,31 @@ def main() -> int:
 
     import torch
 
+    from diffcsp_pp import DiffCSPPP
     from diffcsp_pp.allocator import tune_allocator
-    from diffcsp_pp.data.preprocess import PreprocessConfig, preprocess
-    from diffcsp_pp.data.registry import default_cache_dir
     from diffcsp_pp.data.sources import parse_cif, read_crystals
-    from diffcsp_pp.data.store import load_records
-    from diffcsp_pp.diffusion.process import respaced_timesteps
     from diffcsp_pp.evaluate.csp import evaluate_csp, write_rows_csv
-    from diffcsp_pp.sample import default_step_lr, load_run, sample_structures
-    from diffcsp_pp.sample.generate import keep_group
+    from diffcsp_pp.jobs import dataset_infos, predict_dataset
+    from diffcsp_pp.sample.config import SamplerConfig
     from diffcsp_pp.sample.writer import symmetric_cif
 
     tune_allocator()
     torch.set_num_threads(args.threads)
-    model, cfg = load_run(args.model)
-    step_lr = args.step_lr if args.step_lr is not None else default_step_lr(cfg, args.model)  # 0 is a valid γ (no corrector move)
-    res = preprocess(args.csv, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=cfg.symprec), progress=False)
-    infos = load_records(res.output)[: args.limit]
+    model = DiffCSPPP.load(args.model)
+    engine = model.engine(SamplerConfig(steps=args.steps, step_lr=args.step_lr, precision=args.precision,
+                                        parallel=args.parallel, compile=args.compile, progress=True))
+    step_lr = engine.config.step_lr  # the model's default unless --step-lr (0 is a valid γ: no corrector move)
+    infos = dataset_infos(args.csv, model.config.symprec)[: args.limit]
     if args.subset and args.subset < len(infos):
         import numpy as np
 
         pick = np.random.default_rng(args.subset_seed).choice(len(infos), args.subset, replace=False)
         infos = [infos[i] for i in sorted(pick.tolist())]
-    T = cfg.diffusion.timesteps
-    timesteps = respaced_timesteps(T, args.steps)
+    T = model.config.diffusion.timesteps
+    timesteps = engine.timesteps
     start = time.perf_counter()
     # as `diffcsp-pp predict --csv`: an output with a supergroup of its row's group is drawn again
-    preds = keep_group(lambda idx, sd: sample_structures(model, cfg.diffusion, [infos[i] for i in idx], seed=sd,
-                                                         step_lr=step_lr, timesteps=timesteps, progress=True,
-                                                         precision=args.precision, parallel=args.parallel,
-                                                         compile_network=args.compile),
-                       [i.space_group for i in infos], args.seed)
+    preds = predict_dataset(engine, infos, seed=args.seed, batch_size=args.batch_size)
     sample_s = time.perf_counter() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,11 +88,12 @@ def main() -> int:
                                  fingerprint=not args.no_fingerprint, progress=True)
     eval_s = time.perf_counter() - start
     metrics.update({
-        "model": str(args.model), "csv": str(args.csv), "precision": args.precision, "parallel": args.parallel, "compile": args.compile, "rows": len(infos), "step_lr": step_lr,
+        "model": str(args.model), "csv": str(args.csv), "precision": args.precision, "parallel": args.parallel,
+        "compile": args.compile, "rows": len(infos), "step_lr": step_lr, "seed": args.seed,
         "subset": {"rows": args.subset, "seed": args.subset_seed} if args.subset else None,
         "sampler_steps": len(timesteps) if timesteps else T - 1, "network_evaluations": 2 * (len(timesteps) if timesteps else T - 1),
         "requested_space_group_rate": same_sg / len(infos),
-        "resampled_outputs": sum(p.properties["attempts"] > 1 for p in preds), "sample_wall_s": round(sample_s, 1),
+        "resampled_outputs": sum(p.properties["attempts"] > 1 for p in preds), "batch_size": args.batch_size, "sample_wall_s": round(sample_s, 1),
         "structures_per_s": round(len(infos) / sample_s, 3), "evaluate_wall_s": round(eval_s, 1),
     })
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))

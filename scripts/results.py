@@ -8,6 +8,13 @@ Usage:
 ``run`` executes every job below whose ``metrics.json`` does not exist yet (so an interrupted run
 resumes), each as the same command a user would type (printed before it runs); ``write`` renders
 docs/RESULTS.md from the metrics files and the paper's numbers (METHOD §8, with evidence tags).
+The predictions come from the functions the CLI runs: the CSP jobs' ``csp_benchmark.py`` calls
+``diffcsp_pp.jobs.predict_dataset``, the job of ``diffcsp-pp predict --csv`` (same batches and seeds:
+byte-identical CIFs, tests/test_same_seed.py), then ``evaluate_csp`` as ``diffcsp-pp evaluate csp``;
+generation runs ``diffcsp-pp generate`` and ``diffcsp-pp evaluate gen`` themselves; the formula-only
+jobs' ``template_benchmark.py`` retrieves with ``retrieve`` and refines with the engine's
+``Engine.refine`` / ``Engine.draw``, what ``diffcsp_pp.jobs.predict_from_formula`` calls, batched
+over test rows.
 Jobs (name: what):
 
 - ``perov5_csp``: perov5-csp on the full Perov-5 test, ground-truth templates (paper §7.1);

@@ -75,10 +75,10 @@ def _cached(path: Path, make):
 
     if path.is_file():
         return [Structure.from_dict(d) for d in json.loads(path.read_text())]
+    from diffcsp_pp.atomic import write_atomic
+
     structures = make()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([st.as_dict() for st in structures]))
-    tmp.replace(path)
+    write_atomic(path, json.dumps([st.as_dict() for st in structures]))
     return structures
 
 
@@ -118,28 +118,27 @@ def main(argv=None) -> int:
     from diffcsp_pp import DiffCSPPP
     from diffcsp_pp.data.registry import find_by_checksum
     from diffcsp_pp.data.sources import content_hash, parse_cif, read_crystals
-    from diffcsp_pp.diffusion.process import respaced_timesteps
     from diffcsp_pp.retrieval.fallback import enumerated_templates
-    from diffcsp_pp.retrieval.index import INDEX_FILE, build_template_index
+    from diffcsp_pp.retrieval.index import build_template_index
     from diffcsp_pp.retrieval.retrieve import retrieve
     from diffcsp_pp.retrieval.scorer import Scorer
-    from diffcsp_pp.sample.generate import default_step_lr, sample_structures
-    from diffcsp_pp.sample.refine import refine_structures, start_step
+    from diffcsp_pp.sample.config import SamplerConfig
+    from diffcsp_pp.sample.refine import start_step
     from diffcsp_pp.symmetry.templates import build_template
 
     model = DiffCSPPP.load(args.model)
-    if not (model.path / INDEX_FILE).is_file():
+    folder = model.folder
+    if not folder.has_template_index():
         if not args.train:
-            print(f"error: {model.path} has no {INDEX_FILE}; give --train (and --val) to build it", file=sys.stderr)
+            print(f"error: {model.path} has no {folder.INDEX}; give --train (and --val) to build it", file=sys.stderr)
             return 2
         from diffcsp_pp.retrieval.train import fit_scorer
 
         index, _ = build_template_index(args.train, symprec=model.config.symprec, progress=not args.quiet)
-        index.save(model.path / INDEX_FILE)
-        scorer = (fit_scorer(index, args.train, args.val, symprec=model.config.symprec, progress=not args.quiet)
-                  if args.val else Scorer("euclidean"))
-        scorer.save(model.path)
-    index, scorer = model._template_index()
+        folder.write_template_index(index)
+        folder.write_scorer(fit_scorer(index, args.train, args.val, symprec=model.config.symprec, progress=not args.quiet)
+                            if args.val else Scorer("euclidean"))
+    index, scorer = folder.template_index()
     if args.ranker != "model":
         if args.ranker != "euclidean" and scorer.mlp is None:
             print(f"error: {model.path} has no trained MLP scorer", file=sys.stderr)
@@ -148,7 +147,9 @@ def main(argv=None) -> int:
                         exact_first=args.ranker != "mlp_no_exact_first")
     if args.substitution_study:
         return substitution_study(index, args)
-    lr = args.step_lr if args.step_lr is not None else default_step_lr(model.config, model.path)
+    # the engine of predict_from_formula (refinement with the group check); the model's γ unless --step-lr
+    engine = model.engine(SamplerConfig(steps=args.steps, step_lr=args.step_lr, progress=not args.quiet))
+    lr = engine.config.step_lr
     t0 = start_step(model.config.diffusion.timesteps, args.diff_ratio)
 
     test = Path(args.test)
@@ -163,10 +164,11 @@ def main(argv=None) -> int:
                           f"{'' if not args.no_fingerprint else '_nofp'}{'' if args.ranker == 'model' else '_' + args.ranker}"
     import hashlib
 
-    weights = hashlib.sha256((model.path / "model.safetensors").read_bytes()).hexdigest()
+    weights = hashlib.sha256(folder.weights_bytes()).hexdigest()
     settings = {"model": str(model.path.resolve()), "weights_sha256": weights, "test": str(test.resolve()), "rows": rows, "ranker": args.ranker,
                 "top_k": args.top_k, "diff_ratio": args.diff_ratio, "steps": args.steps, "step_lr": lr,
-                "fallback_steps": args.fallback_steps, "seed": args.seed, "chunk": args.chunk}
+                "fallback_steps": args.fallback_steps, "seed": args.seed, "chunk": args.chunk,
+                "group_check": True}  # outputs that gained symmetry are redrawn, as predict_from_formula does
     work = Path(args.work) if args.work else Path(args.out).parent / f"{Path(args.out).stem}.{label}.work"
     work.mkdir(parents=True, exist_ok=True)
     if (work / "settings.json").is_file() and json.loads((work / "settings.json").read_text()) != settings:
@@ -195,9 +197,8 @@ def main(argv=None) -> int:
     for c, lo in enumerate(range(0, len(mids), args.chunk)):
         chunk = mids[lo : lo + args.chunk]
         infos = [cand.info for mid in chunk for cand in cands[mid]]
-        out = iter(_cached(work / f"refined_{c:04d}.json", lambda infos=infos, c=c: refine_structures(
-            model.model, model.config.diffusion, infos, seed=args.seed + c, step_lr=lr, diff_ratio=args.diff_ratio,
-            steps=args.steps, progress=not args.quiet)))
+        out = iter(_cached(work / f"refined_{c:04d}.json", lambda infos=infos, c=c: [
+            d.structure for d in engine.refine(infos, seed=args.seed + c, diff_ratio=args.diff_ratio)]))
         for mid in chunk:
             refined[mid] = [next(out) for _ in cands[mid]]
         if not args.quiet:
@@ -211,15 +212,16 @@ def main(argv=None) -> int:
     if missing:
         plan = []
         for mid, s in missing:
-            ranked = enumerated_templates(_reduced(s), model.pattern_counts, limit=args.top_k, max_atoms=index.max_atoms)
+            ranked = enumerated_templates(_reduced(s), folder.template_stats().counts, limit=args.top_k,
+                                          max_atoms=index.max_atoms)
             for e in ranked:
                 fallback_rules[e.rule] = fallback_rules.get(e.rule, 0) + 1
             plan.append((mid, [build_template(e.space_group, e.sites) for e in ranked]))
         templates = [t for _, ts in plan for t in ts]
         if templates:
-            out = iter(_cached(work / "fallback.json", lambda: sample_structures(
-                model.model, model.config.diffusion, templates, seed=args.seed + 10_000, step_lr=lr,
-                timesteps=respaced_timesteps(model.config.diffusion.timesteps, args.fallback_steps))))
+            full = engine.with_config(engine.config.replace(steps=args.fallback_steps))  # predict's enumerated fallback
+            out = iter(_cached(work / "fallback.json", lambda: [
+                d.structure for d in full.draw(templates, seed=args.seed + 10_000)]))
             for mid, ts in plan:
                 if ts:
                     refined[mid] = [next(out) for _ in ts]
@@ -252,7 +254,7 @@ def main(argv=None) -> int:
         "benchmark": "CSP from the formula alone: CSPML-style template retrieval + partial-noise refinement",
         "model": {"path": str(model.path.name), "dataset": model.config.dataset, "templates": len(index),
                   "index_meta": index.meta},
-        "scorer": {"kind": model._template_index()[1].kind, "exact_first": model._template_index()[1].exact_first,
+        "scorer": {"kind": folder.template_index()[1].kind, "exact_first": folder.template_index()[1].exact_first,
                    **{k: v for k, v in scorer.info.items() if k in
                       ("variant", "chosen_by", "training", "validation", "pairs", "positive_cutoff")}},
         "paper": PAPER,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import diffcsp_pp
-from diffcsp_pp import DiffCSPPP
+from diffcsp_pp import DiffCSPPP, Provenance, SamplerConfig
 from diffcsp_pp.api import parse_wyckoff
 from diffcsp_pp.symmetry import project_k
 from tests.conftest import tiny_run_dir
@@ -48,24 +48,48 @@ def _run(tmp_path, task="csp", stats=None):
 
 def test_predict_reduced_formula_and_explicit_wyckoff(tmp_path):
     m = _load(_run(tmp_path, stats={"221:1a,1b,3c": 10}))
-    out = m.predict("SrTiO3", space_group=221, n=2, seed=0, steps=10)
+    out = m.predict("SrTiO3", 221, n=2, seed=0, sampler=SamplerConfig(steps=10))
     assert len(out) == 2
     for s in out:
         assert s.composition.reduced_formula == "SrTiO3" and len(s) == 5
         assert s.properties["space_group"] == s.properties["detected_space_group"] == 221
         labels = sorted(w.split(":")[1] for w in s.properties["wyckoff"].split())
         assert labels == ["1a", "1b", "3c"]  # the pattern frequent in training ranks first
-    again = m.predict("SrTiO3", space_group=221, n=2, seed=0, steps=10)
+        # the provenance record is the whole of properties
+        assert set(s.properties) == {"space_group", "seed", "detected_space_group", "attempts", "wyckoff", "formula_units"}
+        assert s.properties == Provenance(**s.properties).as_dict()
+    again = m.predict("SrTiO3", 221, n=2, seed=0, sampler=SamplerConfig(steps=10))
     assert [s.frac_coords.tolist() for s in out] == [s.frac_coords.tolist() for s in again]
-    s = m.predict("SrTiO3", space_group=221, wyckoff="Sr:1b Ti:1a O:3d", seed=1, steps=5)[0]
+    s = m.predict("SrTiO3", 221, wyckoff="Sr:1b Ti:1a O:3d", seed=1, sampler=SamplerConfig(steps=5))[0]
     assert s.properties["wyckoff"] == "Sr:1b Ti:1a O:3d"
     # NaCl in Fm-3m needs 4 formula units
-    nacl = m.predict("NaCl", space_group=225, seed=0, steps=5)[0]
+    nacl = m.predict("NaCl", 225, seed=0, sampler=SamplerConfig(steps=5))[0]
     assert len(nacl) == 8 and nacl.properties["formula_units"] == 4 and nacl.properties["detected_space_group"] == 225
     # a full-cell formula is taken as given
-    assert len(m.predict("Sr2Ti2O6", space_group=123, seed=0, steps=5)[0]) == 10
-    many = m.predict_many(["SrTiO3", "NaCl"], [221, 225], n=1, seed=3, steps=5)
+    assert len(m.predict("Sr2Ti2O6", 123, seed=0, sampler=SamplerConfig(steps=5))[0]) == 10
+    many = m.predict(["SrTiO3", "NaCl"], [221, 225], n=1, seed=3, sampler=SamplerConfig(steps=5))
     assert [len(x) for x in many] == [1, 1] and len(many[1][0]) == 8
+
+
+def test_old_names_work_with_a_deprecation_warning(tmp_path):
+    """predict_many, the sampler keywords (steps=, precision=) and generate_many / _gen_plan keep
+    working for one release, each with a DeprecationWarning, and give the new calls' structures."""
+    m = _load(_run(tmp_path, stats={"221:1a,1b,3c": 10}))
+    new = m.predict(["SrTiO3", "NaCl"], [221, 225], seed=3, sampler=SamplerConfig(steps=4))
+    with pytest.warns(DeprecationWarning, match="predict_many"):
+        old = m.predict_many(["SrTiO3", "NaCl"], [221, 225], seed=3, steps=4)
+    assert [[s.frac_coords.tolist() for s in x] for x in old] == [[s.frac_coords.tolist() for s in x] for x in new]
+    with pytest.warns(DeprecationWarning, match="steps="):
+        (one,) = m.predict("SrTiO3", space_group=221, seed=3, steps=4)
+    (same,) = m.predict("SrTiO3", 221, seed=3, sampler=SamplerConfig(steps=4))
+    assert one.frac_coords.tolist() == same.frac_coords.tolist()
+    gen = DiffCSPPP.load(_run(tmp_path / "gen", task="gen", stats={"221:1a,1b,3c": 10}))
+    plan = gen._gen_plan(3, 221, 5, None)
+    assert plan == gen.generation_plan(3, 221, 5)
+    with pytest.warns(DeprecationWarning, match="generate_many"):
+        old = gen.generate_many(plan, seed=5, steps=3)
+    new = gen.generate(3, space_group=221, seed=5, sampler=SamplerConfig(steps=3))
+    assert [s.frac_coords.tolist() for s in old] == [s.frac_coords.tolist() for s in new]
 
 
 @pytest.mark.parametrize(
@@ -86,7 +110,7 @@ def test_predict_reduced_formula_and_explicit_wyckoff(tmp_path):
 def test_bad_inputs(tmp_path, kwargs, message):
     m = _load(_run(tmp_path))
     with pytest.raises(ValueError, match=message):
-        m.predict(**kwargs, steps=2)
+        m.predict(**kwargs, sampler=SamplerConfig(steps=2))
 
 
 def test_load_errors(tmp_path):
@@ -114,4 +138,4 @@ def test_seed_must_be_a_non_negative_integer(tmp_path):
     m = _load(_run(tmp_path))
     for bad in (-1, 1.5, "3", True):
         with pytest.raises(ValueError, match="seed must be a non-negative integer"):
-            m.predict("SrTiO3", space_group=221, seed=bad, steps=2)
+            m.predict("SrTiO3", 221, seed=bad, sampler=SamplerConfig(steps=2))

@@ -49,3 +49,20 @@ def test_csp_model_keeps_the_space_group(name):
     for s in structures:
         assert s.composition.reduced_formula == "SrTiO3"
         assert _space_group(s) == 221
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_sampler_defaults_live_in_the_config(name):
+    """A bundled model's sampler choices are in config.json ("sampler"); where its card documents
+    one, the two agree (the card is documentation: nothing reads it to sample)."""
+    from diffcsp_pp.folder import ModelFolder
+
+    folder = ModelFolder.resolve(name)
+    raw = json.loads((folder.path / "config.json").read_text())
+    assert set(raw["sampler"]) == {"step_lr", "formula_diff_ratio"}
+    card = folder.card()
+    for key in ("step_lr", "formula_diff_ratio"):
+        if key in card:
+            assert raw["sampler"][key] == card[key]
+    cfg = folder.config()
+    assert cfg.step_lr() > 0 and 0 <= cfg.formula_diff_ratio() < 1

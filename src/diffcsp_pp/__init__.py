@@ -11,6 +11,14 @@ def __getattr__(name):  # the model API imports torch: load it only when asked f
         from .api import DiffCSPPP
 
         return DiffCSPPP
+    if name == "SamplerConfig":
+        from .sample.config import SamplerConfig
+
+        return SamplerConfig
+    if name == "Provenance":
+        from .sample.provenance import Provenance
+
+        return Provenance
     raise AttributeError(name)
 
 __version__ = "0.1.0"
@@ -18,6 +26,8 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "DiffCSPPP",
+    "SamplerConfig",
+    "Provenance",
     "analyze",
     "build_template",
     "SymmetryInfo",

@@ -70,12 +70,15 @@ def test_template_only_and_the_card_default(run_dir, fixture_infos, tmp_path):
     every = m.predict("PtInN3", n=50, diff_ratio=0)
     names = [s.properties["template"] for s in every]
     assert 3 <= len(every) < 50 and len(set(names)) == len(names)
-    # the default comes from the model card when it has one
-    carded = tmp_path / "carded"
-    shutil.copytree(run_dir, carded)
-    (carded / "card.json").write_text(json.dumps({"formula_diff_ratio": 0.0}))
-    assert DiffCSPPP.load(carded).predict("PtInN3")[0].properties["diff_ratio"] == 0
-    assert m.formula_diff_ratio == 0.1 and DiffCSPPP.load(carded).formula_diff_ratio == 0.0
+    # the default comes from the model config's sampler section (the card is documentation)
+    configured = tmp_path / "configured"
+    shutil.copytree(run_dir, configured)
+    raw = json.loads((configured / "config.json").read_text())
+    raw["sampler"]["formula_diff_ratio"] = 0.0
+    (configured / "config.json").write_text(json.dumps(raw))
+    (configured / "card.json").write_text(json.dumps({"formula_diff_ratio": 0.5}))
+    assert DiffCSPPP.load(configured).predict_from_formula("PtInN3")[0].properties["diff_ratio"] == 0
+    assert m.formula_diff_ratio == 0.1 and DiffCSPPP.load(configured).formula_diff_ratio == 0.0
     for bad in (-0.1, 1.0, "0.1"):
         with pytest.raises(ValueError, match="diff_ratio must be 0"):
             m.predict("PtInN3", diff_ratio=bad)

@@ -50,32 +50,49 @@ def test_load_errors(tmp_path):
                           [build_template(221, [("Na", "a")])], seed=0, step_lr=1e-5, n=0)
 
 
-def test_default_step_lr_reads_the_model_card(tmp_path):
-    """A model card's ``step_lr`` (γ chosen on validation) overrides the official per-dataset value;
-    a card without it, a malformed value or no card keeps the official value."""
+def test_default_step_lr_comes_from_the_model_config(tmp_path):
+    """A model's ``sampler.step_lr`` in config.json (γ chosen on validation) overrides the official
+    per-dataset value; null keeps the official value; a bad value is refused; the card does not
+    count, except (one release, with a DeprecationWarning) in an old config without "sampler"."""
     import json
 
+    from diffcsp_pp.folder import ModelFolder
     from diffcsp_pp.sample import STEP_LR, default_step_lr
+    from diffcsp_pp.sample.config import SamplerConfig
+    from diffcsp_pp.sample.engine import Engine
 
     run = _run_dir(tmp_path, "csp")
     _, cfg = load_run(run)
     official = STEP_LR.get((cfg.dataset or "mp_20", cfg.task), 1e-5)
-    assert default_step_lr(cfg) == default_step_lr(cfg, run) == official
-    (run / "card.json").write_text(json.dumps({"step_lr": 2e-6}))
+    assert default_step_lr(cfg) == default_step_lr(cfg, run) == cfg.step_lr() == official
+    raw = json.loads((run / "config.json").read_text())
+    assert raw["sampler"] == {"step_lr": None, "formula_diff_ratio": None}
+    raw["sampler"]["step_lr"] = 2e-6
+    (run / "config.json").write_text(json.dumps(raw))
     assert default_step_lr(cfg, run) == 2e-6
-    assert default_step_lr(cfg) == official
-    for bad in ("2e-6", -1.0, True, None):
-        (run / "card.json").write_text(json.dumps({"step_lr": bad}))
-        assert default_step_lr(cfg, run) == official
+    model, cfg2 = ModelFolder(run).load()
+    assert Engine(model, cfg2).config.step_lr == 2e-6
+    assert Engine(model, cfg2, SamplerConfig(step_lr=0.0)).config.step_lr == 0.0  # an explicit γ wins, 0 included
+    (run / "card.json").write_text(json.dumps({"step_lr": 9e-6}))
+    assert default_step_lr(cfg, run) == 2e-6  # the card is documentation
+    for bad in ("2e-6", -1.0, True):
+        raw["sampler"]["step_lr"] = bad
+        (run / "config.json").write_text(json.dumps(raw))
+        with pytest.raises(ValueError, match="step_lr"):
+            ModelFolder(run).config()
+    del raw["sampler"]  # a folder written before the "sampler" section
+    (run / "config.json").write_text(json.dumps(raw))
+    with pytest.warns(DeprecationWarning, match="card"):
+        assert ModelFolder(run).config().step_lr() == 9e-6
     (run / "card.json").write_text("{not json")
-    assert default_step_lr(cfg, run) == official
+    assert ModelFolder(run).config().step_lr() == official
 
 
 def test_worker_processes_give_the_same_structures_as_threads(tmp_path):
     """``parallel="processes"`` samples each group in a spawned worker with a copy of the network;
     every group keeps its own random stream, so the structures equal those of the threads (and of
     one worker). A second call reuses the pool; new weights start a new one."""
-    from diffcsp_pp.sample import generate
+    from diffcsp_pp.sample import runner
 
     model, cfg = load_run(_run_dir(tmp_path, "csp"))
     templates = [build_template(221, [("Sr", "a"), ("Ti", "b"), ("O", "c")]),
@@ -86,15 +103,15 @@ def test_worker_processes_give_the_same_structures_as_threads(tmp_path):
     threads = sample_structures(model, cfg.diffusion, templates, workers=2, **kwargs)
     try:
         procs = sample_structures(model, cfg.diffusion, templates, workers=2, parallel="processes", **kwargs)
-        pool = generate._POOL["pool"]
+        pool = runner._POOL["pool"]
         again = sample_structures(model, cfg.diffusion, templates[:2], workers=2, parallel="processes", **kwargs)
-        assert generate._POOL["pool"] is pool
+        assert runner._POOL["pool"] is pool
         with torch.no_grad():
             model.coord_head.weight.mul_(2.0)
         changed = sample_structures(model, cfg.diffusion, templates, workers=2, parallel="processes", **kwargs)
-        assert generate._POOL["pool"] is not pool
+        assert runner._POOL["pool"] is not pool
     finally:
-        generate._shutdown_pool()
+        runner.shutdown_pool()
     expected = [s.frac_coords.tolist() for s in one]
     assert [s.frac_coords.tolist() for s in threads] == expected
     assert [s.frac_coords.tolist() for s in procs] == expected
@@ -173,12 +190,12 @@ def _start_long_run(run_dir, long_call: str):
     script = f"""
 from diffcsp_pp import build_template
 from diffcsp_pp.sample import load_run, sample_structures
-from diffcsp_pp.sample import generate
+from diffcsp_pp.sample import runner
 model, cfg = load_run({str(run_dir)!r})
 t = [build_template(221, [("Sr", "a"), ("Ti", "b"), ("O", "c")])] * 4
 sample_structures(model, cfg.diffusion, t, seed=0, step_lr=1e-5, timesteps=[2, 1], group_size=1, workers=2,
                   parallel="processes")
-print(" ".join(str(p) for p in generate._POOL["pool"]._processes), flush=True)
+print(" ".join(str(p) for p in runner._POOL["pool"]._processes), flush=True)
 {long_call}
 """
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -243,34 +260,34 @@ def test_a_broken_worker_pool_is_replaced(tmp_path):
     import signal
     import time
 
-    from diffcsp_pp.sample import generate
+    from diffcsp_pp.sample import runner
 
     model, cfg = load_run(_run_dir(tmp_path, "csp"))
     templates = [build_template(221, [("Sr", "a"), ("Ti", "b"), ("O", "c")])] * 2
     kwargs = {"seed": 1, "step_lr": 1e-5, "timesteps": [2, 1], "group_size": 1, "workers": 2, "parallel": "processes"}
     try:
         first = sample_structures(model, cfg.diffusion, templates, **kwargs)
-        pool = generate._POOL["pool"]
+        pool = runner._POOL["pool"]
         os.kill(next(iter(pool._processes)), signal.SIGKILL)
         deadline = time.time() + 20
         while not pool._broken and time.time() < deadline:
             time.sleep(0.1)
         assert pool._broken
         second = sample_structures(model, cfg.diffusion, templates, **kwargs)
-        assert generate._POOL["pool"] is not pool
+        assert runner._POOL["pool"] is not pool
     finally:
-        generate._shutdown_pool()
+        runner.shutdown_pool()
     assert [s.frac_coords.tolist() for s in second] == [s.frac_coords.tolist() for s in first]
 
 
 def _sample_in_forked_child(run_dir, queue) -> None:
-    from diffcsp_pp.sample import generate
+    from diffcsp_pp.sample import runner
 
     model, cfg = load_run(run_dir)
     t = [build_template(221, [("Sr", "a"), ("Ti", "b"), ("O", "c")])] * 2
     out = sample_structures(model, cfg.diffusion, t, seed=1, step_lr=1e-5, timesteps=[2, 1], group_size=1, workers=2,
                             parallel="processes")
-    generate._shutdown_pool()
+    runner.shutdown_pool()
     queue.put(len(out))
 
 
@@ -279,7 +296,7 @@ def test_a_forked_child_leaves_its_parents_pool_alone(tmp_path):
     and must not stop (or use) the parent's workers."""
     import multiprocessing as mp
 
-    from diffcsp_pp.sample import generate
+    from diffcsp_pp.sample import runner
 
     run_dir = _run_dir(tmp_path, "csp")
     model, cfg = load_run(run_dir)
@@ -287,7 +304,7 @@ def test_a_forked_child_leaves_its_parents_pool_alone(tmp_path):
     kwargs = {"seed": 1, "step_lr": 1e-5, "timesteps": [2, 1], "group_size": 1, "workers": 2, "parallel": "processes"}
     try:
         first = sample_structures(model, cfg.diffusion, t, **kwargs)
-        pool = generate._POOL["pool"]
+        pool = runner._POOL["pool"]
         pids = list(pool._processes)
         ctx = mp.get_context("fork")
         queue = ctx.Queue()
@@ -297,7 +314,7 @@ def test_a_forked_child_leaves_its_parents_pool_alone(tmp_path):
         child.join(timeout=60)
         assert _alive(pids) == pids
         again = sample_structures(model, cfg.diffusion, t, **kwargs)
-        assert generate._POOL["pool"] is pool
+        assert runner._POOL["pool"] is pool
     finally:
-        generate._shutdown_pool()
+        runner.shutdown_pool()
     assert [s.frac_coords.tolist() for s in again] == [s.frac_coords.tolist() for s in first]

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from diffcsp_pp import SamplerConfig, jobs
 from diffcsp_pp.api import DiffCSPPP
 from diffcsp_pp.cli.main import main
 from diffcsp_pp.symmetry.analyze import detect_space_group
@@ -26,30 +27,30 @@ def bundled_gen():
 
 def test_generate_keeps_space_group_and_reports_pattern(bundled_gen):
     m = bundled_gen
-    out = m.generate(3, space_group=225, seed=3, steps=10)
+    out = m.generate(3, space_group=225, seed=3, sampler=SamplerConfig(steps=10))
     assert len(out) == 3
     for s in out:
         assert s.properties["space_group"] == 225
         assert detect_space_group(s, 1e-3) == 225 == s.properties["detected_space_group"]
         tokens = s.properties["wyckoff"].split()
         assert sum(int(tok.split(":")[1][:-1]) for tok in tokens) == len(s)  # multiplicities add up
-    again = m.generate(3, space_group=225, seed=3, steps=10)
+    again = m.generate(3, space_group=225, seed=3, sampler=SamplerConfig(steps=10))
     assert [s.composition for s in again] == [s.composition for s in out]
     assert all(a.lattice.abc == pytest.approx(b.lattice.abc) for a, b in zip(out, again))
 
 
 def test_generate_with_explicit_pattern_and_drawn_groups(bundled_gen):
-    (s,) = bundled_gen.generate(1, space_group=62, wyckoff="4c 4c 8d", seed=0, steps=10)
+    (s,) = bundled_gen.generate(1, space_group=62, wyckoff="4c 4c 8d", seed=0, sampler=SamplerConfig(steps=10))
     assert len(s) == 16 and detect_space_group(s, 1e-3) == 62
-    drawn = bundled_gen.generate(3, seed=1, steps=10)  # groups drawn from the training distribution
+    drawn = bundled_gen.generate(3, seed=1, sampler=SamplerConfig(steps=10))  # groups drawn from the training distribution
     assert all(detect_space_group(s, 1e-3) == s.properties["space_group"] for s in drawn)
 
 
 def test_generate_unseen_group_uses_random_patterns(gen_dir):
     m = DiffCSPPP.load(gen_dir)
-    plan = m._gen_plan(3, 139, 0, None)  # 139 is not in the tiny model's statistics
+    plan = m.generation_plan(3, 139, 0)  # 139 is not in the tiny model's statistics
     assert {sg for sg, _ in plan} == {139}
-    assert all(len(m.generate_many([p], seed=0, steps=2)) == 1 for p in plan[:1])
+    assert len(jobs.generate(m.engine(SamplerConfig(steps=2)), plan[:1], seed=0)) == 1
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -94,7 +95,7 @@ def test_cli_generate_incremental(tmp_path, gen_dir, capsys):
 def test_generate_resamples_crystals_whose_types_raise_the_group(bundled_gen):
     """Fm-3m with 4a + 4b: one element on both makes a simple cubic lattice (Pm-3m); such draws are
     resampled, so every output keeps 225."""
-    out = bundled_gen.generate(4, space_group=225, wyckoff="4a 4b", seed=0, steps=10)
+    out = bundled_gen.generate(4, space_group=225, wyckoff="4a 4b", seed=0, sampler=SamplerConfig(steps=10))
     assert [detect_space_group(s, 1e-3) for s in out] == [225] * 4
     assert all(s.properties["attempts"] >= 1 for s in out)
     for s in out:
@@ -104,15 +105,15 @@ def test_generate_resamples_crystals_whose_types_raise_the_group(bundled_gen):
 
 def test_generate_many_in_worker_processes_equals_threads(gen_dir):
     """Ab initio sampling (types diffused too) in worker processes gives the threads' crystals."""
-    from diffcsp_pp.sample import generate
+    from diffcsp_pp.sample import runner
 
     m = DiffCSPPP.load(gen_dir)
-    plan = m._gen_plan(4, 221, 0, None)
-    kwargs = {"seed": 2, "steps": 3, "retries": 0}
-    threads = m.generate_many(plan, **kwargs)
+    plan = m.generation_plan(4, 221, 0)
+    sampler = SamplerConfig(steps=3, retries=0)
+    threads = jobs.generate(m.engine(sampler), plan, seed=2)
     try:
-        procs = m.generate_many(plan, parallel="processes", **kwargs)
+        procs = jobs.generate(m.engine(sampler.replace(parallel="processes")), plan, seed=2)
     finally:
-        generate._shutdown_pool()
+        runner.shutdown_pool()
     assert [s.composition for s in procs] == [s.composition for s in threads]
     assert [s.frac_coords.tolist() for s in procs] == [s.frac_coords.tolist() for s in threads]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from diffcsp_pp.sample.generate import keep_group
+from diffcsp_pp.sample.engine import keep_group
 
 
 def _cuni(a: float, b: float) -> Structure:
@@ -25,14 +25,15 @@ def test_supergroup_outputs_are_redrawn_and_others_kept():
     out = keep_group(draw, [65, 65], seed=5, retries=3)
     assert [c[0] for c in calls] == [[0, 1], [1], [1]]  # only the offender is drawn again
     assert len({c[1] for c in calls}) == 3 and calls[0][1] == 5  # a fresh stream per round
-    assert [s.properties["detected_space_group"] for s in out] == [65, 65]
-    assert [s.properties["attempts"] for s in out] == [1, 3]
-    assert out[0].lattice.a == pytest.approx(3.7)  # the first draw of output 0 is kept
+    assert [d.detected_space_group for d in out] == [65, 65]
+    assert [d.attempts for d in out] == [1, 3]
+    assert out[0].structure.lattice.a == pytest.approx(3.7)
+    assert all(d.structure.properties == {} for d in out)  # provenance is the jobs' to write  # the first draw of output 0 is kept
 
 
 def test_gives_up_after_the_last_round_and_says_so():
     out = keep_group(lambda idx, seed: [_cuni(3.6, 3.6) for _ in idx], [65], seed=0, retries=2)
-    assert out[0].properties["detected_space_group"] == 123 and out[0].properties["attempts"] == 3
+    assert out[0].detected_space_group == 123 and out[0].attempts == 3
 
 
 def test_bad_arguments():

@@ -157,8 +157,10 @@ def cmd_train(args) -> int:
         "ema": False if args.no_ema else None, "max_cpu_hours": args.max_cpu_hours,
     }
     if args.resume:
-        if not (Path(args.out) / "config.json").is_file():
-            raise FileNotFoundError(f"nothing to resume: {args.out} holds no run (no config.json)")
+        from ..folder import ModelFolder
+
+        if not ModelFolder(args.out).file(ModelFolder.CONFIG).is_file():
+            raise FileNotFoundError(f"nothing to resume: {args.out} holds no run (no {ModelFolder.CONFIG})")
         cfg = load_run_config(args.out)
         extend = {k: v for k, v in overrides.items() if v is not None and k in ("max_epochs", "max_steps", "devices", "num_nodes", "accelerator", "num_threads",
                                                                                   "precision", "checkpoint_every", "max_cpu_hours")}
@@ -210,6 +212,7 @@ def cmd_predict(args) -> int:
     writer = PredictionWriter(args.out, inputs)
     done = writer.done()
     seed = 0 if args.seed is None else _check_seed(args.seed)
+    sampler = _sampler(args)
     if args.formula is not None and args.space_group is None:
         # formula alone: retrieved training templates, refined with partial noise (top-k, ranked)
         top_k = args.top_k or args.n
@@ -217,8 +220,8 @@ def cmd_predict(args) -> int:
         if all(n in done for n in names):
             print(f"all {top_k} structures already in {args.out}")
             return 0
-        structures = model.predict(args.formula, wyckoff=args.wyckoff, n=top_k, seed=seed, steps=args.steps,
-                                   precision=args.precision, diff_ratio=args.diff_ratio)
+        structures = model.predict_from_formula(args.formula, top_k=top_k, seed=seed, diff_ratio=args.diff_ratio,
+                                                sampler=sampler)
         # template only (diff ratio 0) returns each distinct candidate once, so possibly fewer than K
         writer.add((name, s, dict(s.properties)) for name, s in zip(names, structures))
     elif args.formula is not None:
@@ -226,11 +229,11 @@ def cmd_predict(args) -> int:
         if all(n in done for n in names):
             print(f"all {args.n} structures already in {args.out}")
             return 0
-        structures = model.predict(args.formula, space_group=args.space_group, wyckoff=args.wyckoff, n=args.n,
-                                   seed=seed, steps=args.steps, precision=args.precision)
+        structures = model.predict(args.formula, args.space_group, wyckoff=args.wyckoff, n=args.n, seed=seed,
+                                   sampler=sampler)
         writer.add((name, s, dict(s.properties)) for name, s in zip(names, structures, strict=True))
     else:
-        _predict_csv(args, model, writer, done, seed)
+        _predict_csv(args, model, writer, done, seed, sampler)
     rate = json.loads((Path(args.out) / "manifest.json").read_text())
     if args.formula is not None:
         for e in rate["entries"]:
@@ -252,56 +255,46 @@ def _describe(entry: dict) -> str:
     return f"{entry['file']}  {entry['formula']}  space group {sg} ({symbol})  {entry.get('wyckoff', '')}{cell}{origin}"
 
 
-def _speed_kwargs(args) -> dict:
-    """sample_structures' parallel / compile_network from --processes / --compile (--compile with
-    several threads implies worker processes: one compiled network per process)."""
+def _sampler(args):
+    """The SamplerConfig of predict / generate flags (--compile with several threads implies worker
+    processes: one compiled network per process)."""
     import torch
 
-    processes = args.processes or (args.compile and torch.get_num_threads() > 1)
-    return {"parallel": "processes" if processes else "threads", "compile_network": args.compile}
+    from ..sample.config import SamplerConfig
+
+    processes = getattr(args, "processes", False) or (getattr(args, "compile", False) and torch.get_num_threads() > 1)
+    return SamplerConfig(steps=args.steps, precision=args.precision, compile=getattr(args, "compile", False),
+                         parallel="processes" if processes else "threads")
 
 
-def _predict_csv(args, model, writer, done, seed) -> None:
-    """Benchmark mode: one prediction per row from the row's own space group and Wyckoff template."""
-    from tqdm import tqdm
+def _predict_csv(args, model, writer, done, seed, sampler) -> None:
+    """Benchmark mode: one prediction per row from the row's own space group and Wyckoff template
+    (:func:`diffcsp_pp.jobs.predict_dataset`; a rerun skips the finished batches and draws the rest
+    exactly as an uninterrupted run would)."""
+    from ..jobs import dataset_infos, predict_dataset
 
-    from ..data.preprocess import PreprocessConfig, preprocess
-    from ..data.registry import default_cache_dir
-    from ..data.store import load_records
-    from ..diffusion.process import respaced_timesteps
-    from ..sample.generate import default_step_lr, keep_group, sample_structures
+    infos = dataset_infos(args.csv, model.config.symprec)[: args.limit]
+    finished = {i for i, info in enumerate(infos) if info.structure_id in done}
 
-    res = preprocess(args.csv, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=model.config.symprec),
-                     progress=not args.quiet)
-    infos = [i for i in load_records(res.output)[: args.limit] if i.structure_id not in done]
-    timesteps = respaced_timesteps(model.config.diffusion.timesteps, args.steps)
-    lr = default_step_lr(model.config, model.path)
-    chunks = [infos[i : i + args.batch_size] for i in range(0, len(infos), args.batch_size)]
-    for c, chunk in enumerate(tqdm(chunks, desc="predict", unit="batch", disable=args.quiet)):
-        structures = keep_group(
-            lambda idx, sd, chunk=chunk: sample_structures(model.model, model.config.diffusion, [chunk[i] for i in idx],
-                                                           seed=sd, step_lr=lr, timesteps=timesteps,
-                                                           precision=args.precision, **_speed_kwargs(args)),
-            [i.space_group for i in chunk], seed + c)
-        writer.add((i.structure_id, s, {"space_group": i.space_group, "seed": seed + c,
-                                        "attempts": s.properties["attempts"],
-                                        "wyckoff": " ".join(f"{e}:{w}" for e, w in zip(i.species, i.wyckoff_letters))})
-                   for i, s in zip(chunk, structures, strict=True))
+    def write(batch) -> None:
+        writer.add((info.structure_id, s, dict(s.properties)) for i, info, s in batch if i not in finished)
+
+    predict_dataset(model.engine(sampler), infos, seed=seed, batch_size=args.batch_size, done=finished,
+                    on_batch=write, progress=not args.quiet)
 
 
 # ----------------------------------------------------------------------------------- generate
 def cmd_generate(args) -> int:
     """Ab initio generation in batches; each finished batch is written, a rerun skips finished ones."""
-    from tqdm import tqdm
-
     from ..api import DEFAULT_GEN, DiffCSPPP
+    from ..jobs import generate
     from ..sample.writer import PredictionWriter
 
     if args.wyckoff is not None and args.space_group is None:
         raise ValueError("--wyckoff needs --space-group")
     model = DiffCSPPP.load(args.model or DEFAULT_GEN)
     seed = 0 if args.seed is None else _check_seed(args.seed)
-    plan = model._gen_plan(args.n, args.space_group, seed, args.wyckoff)
+    plan = model.generation_plan(args.n, args.space_group, seed, args.wyckoff)
     inputs = {k: getattr(args, k) for k in ("n", "space_group", "wyckoff", "seed", "steps", "batch_size", "precision")}
     inputs["model"] = str(model.path)
     if args.compile:
@@ -309,14 +302,13 @@ def cmd_generate(args) -> int:
     writer = PredictionWriter(args.out, inputs)
     done = writer.done()
     names = [f"gen_{i:06d}" for i in range(args.n)]
-    starts = list(range(0, args.n, args.batch_size))
-    for b, start in enumerate(tqdm(starts, desc="generate", unit="batch", disable=args.quiet)):
-        chunk = names[start : start + args.batch_size]
-        if all(name in done for name in chunk):
-            continue
-        structures = model.generate_many(plan[start : start + args.batch_size], seed=seed + b, steps=args.steps,
-                                         precision=args.precision, **_speed_kwargs(args))
-        writer.add((name, s, dict(s.properties)) for name, s in zip(chunk, structures, strict=True) if name not in done)
+    finished = {i for i, name in enumerate(names) if name in done}
+
+    def write(batch) -> None:
+        writer.add((names[i], s, dict(s.properties)) for i, _, s in batch if i not in finished)
+
+    generate(model.engine(_sampler(args)), plan, seed=seed, batch_size=args.batch_size, done=finished, on_batch=write,
+             progress=not args.quiet)
     rate = json.loads((Path(args.out) / "manifest.json").read_text())
     print(f"{rate['count']} structures in {args.out} (requested space group kept: "
           f"{100 * (rate['requested_space_group_rate'] or 0):.1f} %)")

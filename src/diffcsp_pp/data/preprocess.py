@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..atomic import write_json_atomic
 from ..errors import DataError, SymmetryError
 from ..symmetry.analyze import SymmetryInfo, analyze
 from ..symmetry.constants import ANGLE_TOLERANCE, SYMPREC
@@ -209,16 +210,10 @@ def preprocess(
         "structures_per_s": round(len(items) / wall, 2) if wall > 0 else None,
         "failures": failures,
     }
-    _write_json_atomic(report, summary)
+    write_json_atomic(report, summary)
     return PreprocessResult(
         output, report, key, len(items), len(infos), len(failures), False, symprec, by_reason, wall
     )
-
-
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
 
 
 __all__ = ["PreprocessConfig", "PreprocessResult", "preprocess", "cache_key", "library_versions", "DataError"]

@@ -14,11 +14,11 @@ import gzip
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import atomic_path
 from ..errors import ChecksumError, DataError
 
 _OFFICIAL_URL = "https://raw.githubusercontent.com/jiaor17/DiffCSP/main/data/{dataset}/{split}.csv"
@@ -168,18 +168,11 @@ def get_file(
     if not download or entry.url is None:
         where = "no URL is known for it" if entry.url is None else "downloading is disabled"
         raise DataError(f"{name} is not in {target.parent} and {where}; pass a local path")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+    with atomic_path(target) as tmp:  # a failed download or checksum leaves nothing behind
         try:
-            with urllib.request.urlopen(entry.url, timeout=60) as resp:  # noqa: S310 - fixed https URL
-                shutil.copyfileobj(resp, tmp)
+            with urllib.request.urlopen(entry.url, timeout=60) as resp, tmp.open("wb") as f:  # noqa: S310 - fixed https URL
+                shutil.copyfileobj(resp, f)
         except OSError as err:
-            os.unlink(tmp.name)
             raise DataError(f"cannot download {entry.url}: {err}; pass a local path") from None
-    try:
-        verify_file(tmp.name, entry)
-    except ChecksumError:
-        os.unlink(tmp.name)
-        raise
-    os.replace(tmp.name, target)
+        verify_file(tmp, entry)
     return target

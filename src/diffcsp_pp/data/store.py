@@ -9,12 +9,12 @@ unicode arrays, so the file loads with ``allow_pickle=False``. Files are written
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import DataError
 from ..symmetry.analyze import SymmetryInfo
 from ..symmetry.templates import _symbol
@@ -41,15 +41,8 @@ def save_records(path: str | os.PathLike, infos: Sequence[SymmetryInfo], rows: S
         arrays["atom_types"] = np.concatenate([i.atom_types for i in infos]).astype(np.int16)
         arrays["wyckoff_ops"] = np.concatenate([i.wyckoff_ops for i in infos])
         arrays["anchor_idx"] = np.concatenate([i.anchor_idx for i in infos]).astype(np.int32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_records(path: str | os.PathLike) -> list[SymmetryInfo]:

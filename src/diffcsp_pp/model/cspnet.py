@@ -39,9 +39,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..symmetry.constants import NUM_ELEMENTS
 from ..symmetry.wyckoff import fixed_pair_axes
-
-NUM_ELEMENTS = 100
 
 
 @dataclass(frozen=True)

@@ -36,13 +36,9 @@ class EnumeratedTemplate:
 
 
 def _species_free_patterns(pattern_counts: Mapping[str, int]) -> list[tuple[int, list[str], int]]:
-    out = []
-    for key, count in pattern_counts.items():
-        sg, _, rest = str(key).partition(":")
-        if not rest or ":" in rest or not sg.isdigit():
-            continue  # species-aware keys carry "El:label" items
-        out.append((int(sg), rest.split(","), int(count)))
-    return out
+    from ..data.template_stats import TemplateStats
+
+    return [(sg, list(labels), count) for sg, labels, count in TemplateStats.of(pattern_counts).patterns()]
 
 
 def _share(labels: list[str], mults: list[int], target: dict[str, int]) -> list[tuple[str, str]] | None:

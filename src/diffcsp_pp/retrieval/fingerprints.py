@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 #: Dimension of the composition fingerprint (22 Magpie properties x 6 statistics).
 COMP_DIM = 132
 #: Dimension of the structure fingerprint (61 CrystalNN "ops" features x mean/std/min/max).
@@ -183,7 +184,6 @@ def structure_fingerprints(csv_path: str | os.PathLike, cache_dir: str | os.Path
         fps[i] = site_fingerprint_summary(structure)
     ids = [item.material_id for item in items]
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez_compressed(tmp, version=np.array(_FP_VERSION), material_id=np.array(ids, dtype=str), fingerprints=fps)
-    os.replace(tmp, out)
+    with atomic_path(out, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, version=np.array(_FP_VERSION), material_id=np.array(ids, dtype=str), fingerprints=fps)
     return ids, fps

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import DataError
 from .fingerprints import COMP_DIM, Standardizer, composition_features
 
@@ -123,16 +123,8 @@ class TemplateIndex:
             "feature_std": np.asarray(self.feature_std, dtype=np.float64),
             "meta": np.array(json.dumps(self.meta, sort_keys=True)),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".npz") as tmp:  # world-readable: the index is package data
             np.savez_compressed(tmp, **arrays)
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; the index is package data
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return path
 
     @classmethod

@@ -107,17 +107,17 @@ class Scorer:
     def save(self, folder: str | os.PathLike) -> None:
         from safetensors.torch import save_file
 
+        from ..atomic import atomic_path, write_json_atomic
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         payload = {"kind": self.kind, "exact_first": self.exact_first, **self.info}
         if self.mlp is not None:
             payload["mlp"] = {"input_dim": self.mlp.input_dim, "hidden": self.mlp.hidden, "dropout": self.mlp.dropout,
                               "layers": [self.mlp.input_dim, self.mlp.hidden, self.mlp.hidden, self.mlp.hidden, 2]}
-            save_file({k: v.detach().contiguous() for k, v in self.mlp.state_dict().items()}, folder / SCORER_WEIGHTS)
-        (folder / SCORER_JSON).write_text(json.dumps(payload, indent=1))
-        for f in (SCORER_JSON, SCORER_WEIGHTS):
-            if (folder / f).is_file():
-                os.chmod(folder / f, 0o644)  # package data: world-readable
+            with atomic_path(folder / SCORER_WEIGHTS) as tmp:  # world-readable: package data
+                save_file({k: v.detach().contiguous() for k, v in self.mlp.state_dict().items()}, tmp)
+        write_json_atomic(folder / SCORER_JSON, payload)
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> Scorer:

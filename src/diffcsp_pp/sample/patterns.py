@@ -18,20 +18,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..data.template_stats import TemplateStats
 from ..symmetry.families import check_space_group
 from ..symmetry.wyckoff import wyckoff_position, wyckoff_positions
 
 
-def label_patterns(stats: Mapping[str, int]) -> list[tuple[int, tuple[str, ...], int]]:
-    """(space group, labels, count) of the species-free keys of a ``template_stats`` mapping."""
-    out = []
-    for key, count in stats.items():
-        sg, _, rest = key.partition(":")
-        labels = tuple(rest.split(",")) if rest else ()
-        if not labels or any(":" in lab for lab in labels):
-            continue  # species-resolved key ("221:O:3c,...")
-        out.append((int(sg), labels, int(count)))
-    return out
+def label_patterns(stats: TemplateStats | Mapping[str, int]) -> list[tuple[int, tuple[str, ...], int]]:
+    """(space group, labels, count) of the species-free patterns of a model's template statistics."""
+    return TemplateStats.of(stats).patterns()
 
 
 def pattern_size(space_group: int, labels) -> int:

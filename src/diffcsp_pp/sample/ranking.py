@@ -27,18 +27,15 @@ SIMILARITY_SCALE = 0.5
 
 def decorations(stats: Mapping[str, int]) -> dict[tuple[int, tuple[str, ...]], list[tuple[dict[str, list[str]], int]]]:
     """(space group, sorted labels) -> [({label: [elements]}, count)] from species-resolved keys."""
+    from ..data.template_stats import TemplateStats
+
     out: dict = defaultdict(list)
-    for key, count in stats.items():
-        sg, _, rest = key.partition(":")
-        tokens = rest.split(",") if rest else []
-        if not tokens or any(":" not in t for t in tokens):
-            continue  # species-free key
+    for sg, sites, count in TemplateStats.of(stats).decorations():
         by_label: dict[str, list[str]] = defaultdict(list)
-        for t in tokens:
-            el, _, label = t.partition(":")
+        for el, label in sites:
             by_label[label].append(el)
         labels = tuple(sorted(lab for lab, els in by_label.items() for _ in els))
-        out[(int(sg), labels)].append((dict(by_label), int(count)))
+        out[(sg, labels)].append((dict(by_label), count))
     return dict(out)
 
 

@@ -22,23 +22,26 @@ The official code (``diff_ratio < 1`` branch) deviates twice, and we fix both:
 
 Both fixes keep the initial state on the training distribution's support: k on the family subspace,
 every orbit exactly regenerated from its anchor (tested in ``tests/sample/test_refine.py``). The
-template's own lattice and coordinates are the only things that distinguish this from
-:func:`~diffcsp_pp.sample.generate.sample_structures` (whose sampler it reuses through ``init``).
+template's own lattice and coordinates are the only things that distinguish this from full
+sampling: :meth:`~diffcsp_pp.sample.engine.Engine.refine` runs the same sampler from
+:class:`PartialNoise` instead of the prior.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..diffusion.process import Schedules
+from ..diffusion.process import Schedules, noise_k
 from ..symmetry.families import project_k
 from ..symmetry.wyckoff import expand_orbits, project_noise
+from ..train.config import DIFF_RATIO
 
-#: Fraction of the T steps refinement starts from (METHOD §7.2 item 5).
-DEFAULT_DIFF_RATIO = 0.1
+#: Fraction of the T steps refinement starts from (METHOD §7.2 item 5; the model's default is in its config).
+DEFAULT_DIFF_RATIO = DIFF_RATIO
 
 
 def start_step(timesteps: int, diff_ratio: float) -> int:
@@ -67,7 +70,7 @@ def partial_noise_init(sched: Schedules, batch, t0: int, generator: torch.Genera
     sg = batch.space_group
     ab = sched.alpha_bars[t0].to(dtype)
     eps_k = project_k(_randn((batch.num_graphs, 6), batch.k, generator), sg)
-    k = project_k(ab.sqrt() * batch.k + (1 - ab).sqrt() * eps_k, sg)
+    k = noise_k(batch.k, ab, eps_k, sg)  # the forward noising of training
     sigma = sched.sigmas[t0].to(dtype)
     eps = project_noise(_randn(batch.frac_coords.shape, batch.frac_coords, generator), batch.wyckoff_ops,
                         batch.anchor_idx, batch.rot_pinv)
@@ -75,28 +78,34 @@ def partial_noise_init(sched: Schedules, batch, t0: int, generator: torch.Genera
     return k, x, batch.atom_types
 
 
-@torch.no_grad()
+@dataclass(frozen=True)
+class PartialNoise:
+    """The sampler's start state for refinement from t₀ (picklable, so worker processes can run it)."""
+
+    t0: int
+
+    def __call__(self, sched: Schedules, batch, generator: torch.Generator):
+        return partial_noise_init(sched, batch, self.t0, generator)
+
+
 def refine_structures(model, diffusion_config, infos: Sequence, seed: int, step_lr: float,
                       diff_ratio: float = DEFAULT_DIFF_RATIO, steps: int | None = None, n: int = 1,
                       max_edges: int = 200_000, progress: bool = False, precision: str = "fp32"):
-    """Refine ``n`` times each template crystal (a SymmetryInfo: space group, ops, species, k, coordinates).
+    """Refine ``n`` times each template crystal (a SymmetryInfo: space group, ops, species, k,
+    coordinates), without the group check: list of ``len(infos) * n`` Structures (template-major).
 
-    ``precision`` as in :func:`~diffcsp_pp.sample.generate.sample_structures` (``"bf16"``: network
-    under bfloat16 autocast; state and symmetry operations unchanged).
-
-    Returns:
-        list of ``len(infos) * n`` pymatgen Structures (template-major), conventional cell.
+    Kept for scripts written against it; the engine's :meth:`~diffcsp_pp.sample.engine.Engine.refine`
+    is the one implementation (this runs it without retries).
     """
-    from .generate import sample_structures
+    from .config import SamplerConfig
+    from .engine import Engine
+    from .generate import _run_config_of
 
     if not infos:
         raise ValueError("no templates to refine")
     if model.config.task != "csp":
         raise ValueError("refinement needs a CSP model (atom types are given)")
     timesteps = refine_timesteps(start_step(diffusion_config.timesteps, diff_ratio), steps)
-
-    def init(sched, batch, generator):
-        return partial_noise_init(sched, batch, timesteps[0], generator)
-
-    return sample_structures(model, diffusion_config, infos, seed=seed, step_lr=step_lr, n=n, timesteps=timesteps,
-                             max_edges=max_edges, progress=progress, precision=precision, init=init)
+    engine = Engine(model, _run_config_of(model, diffusion_config),
+                    SamplerConfig(step_lr=step_lr, precision=precision, max_edges=max_edges, progress=progress))
+    return engine.sample(infos, seed, n=n, timesteps=timesteps, init=PartialNoise(timesteps[0]))

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from .. import __version__
+from ..atomic import write_atomic, write_json_atomic
 
 #: spglib tolerance (Å) used to detect and write the symmetry of outputs.
 WRITE_SYMPREC = 1e-3
@@ -55,9 +56,7 @@ class PredictionWriter:
         for name, structure, info in items:
             text, detected = symmetric_cif(structure)
             path = self.out / "cifs" / f"{name}.cif"
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            write_atomic(path, text)
             a = AseAtomsAdaptor.get_atoms(structure)
             a.info.update({"name": name, "space_group": int(info.get("space_group", 0)), "detected_space_group": detected})
             atoms.append(a)
@@ -78,6 +77,4 @@ class PredictionWriter:
             "requested_space_group_rate": (kept / len(requested)) if requested else None,
             "entries": self.entries,
         }
-        tmp = self.manifest_path.with_name("manifest.json.tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, self.manifest_path)
+        write_json_atomic(self.manifest_path, payload)

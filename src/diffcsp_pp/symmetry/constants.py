@@ -19,3 +19,6 @@ ORBIT_TOL = 1e-4
 #: Largest allowed |k - P_g(k)| of the symmetrised lattice before projection (spglib idealises the
 #: metric, so the real residuals are ~1e-14).
 K_FAMILY_TOL = 1e-6
+
+#: Element types (Z = 1..100): the width of the one-hot atom types of the ab initio model.
+NUM_ELEMENTS = 100

@@ -25,6 +25,38 @@ PRESET_MODELS = {
 #: Batch size of the small preset per dataset (CPU).
 SMALL_BATCH = {"perov_5": 256, "carbon_24": 64, "mp_20": 64, "mpts_52": 32}
 
+#: Langevin step γ per (dataset, task) (METHOD §4.6, the official evaluation defaults).
+STEP_LR = {
+    ("perov_5", "csp"): 5e-7, ("carbon_24", "csp"): 5e-6, ("mp_20", "csp"): 1e-5, ("mpts_52", "csp"): 1e-5,
+    ("perov_5", "gen"): 1e-6, ("carbon_24", "gen"): 1e-5, ("mp_20", "gen"): 5e-6, ("mpts_52", "gen"): 5e-6,
+}
+#: Fraction of the T steps that refinement of a retrieved template starts from (METHOD §7.2 item 5).
+DIFF_RATIO = 0.1
+
+
+@dataclass(frozen=True)
+class SamplerDefaults:
+    """A model's measured sampler choices, stored in its ``config.json`` under ``"sampler"``.
+
+    ``None`` means the official value: ``step_lr`` from :data:`STEP_LR` for the run's dataset and
+    task (MP-20's for unknown datasets), ``formula_diff_ratio`` (the refinement start of prediction
+    from the formula alone; 0 = the substituted templates unrefined) :data:`DIFF_RATIO`.
+    """
+
+    step_lr: float | None = None
+    formula_diff_ratio: float | None = None
+
+    def __post_init__(self):
+        for name in ("step_lr", "formula_diff_ratio"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise ValueError(f"sampler.{name} must be a non-negative number or null, got {value!r}")
+        if self.formula_diff_ratio is not None and not self.formula_diff_ratio < 1:
+            raise ValueError(f"sampler.formula_diff_ratio must be 0 or in (0, 1), got {self.formula_diff_ratio!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 @dataclass
 class TrainConfig:
@@ -82,6 +114,18 @@ class RunConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     init_from: str | None = None  # weights (model.safetensors or a run directory) to start from
+    sampler: SamplerDefaults = field(default_factory=SamplerDefaults)
+
+    def step_lr(self) -> float:
+        """The Langevin γ to sample with: ``sampler.step_lr``, else the official value (:data:`STEP_LR`)."""
+        if self.sampler.step_lr is not None:
+            return float(self.sampler.step_lr)
+        return STEP_LR.get((self.dataset or "mp_20", self.task), 1e-5)
+
+    def formula_diff_ratio(self) -> float:
+        """Refinement start of prediction from the formula alone: ``sampler.formula_diff_ratio``, else 0.1."""
+        value = self.sampler.formula_diff_ratio
+        return DIFF_RATIO if value is None else float(value)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -93,7 +137,7 @@ class RunConfig:
             task=d["task"], preset=d["preset"], dataset=d.get("dataset"),
             train_files=list(d["train_files"]), val_files=list(d["val_files"]), symprec=d.get("symprec"),
             model=ModelConfig(**d["model"]), diffusion=DiffusionConfig(**d["diffusion"]), train=TrainConfig(**d["train"]),
-            init_from=d.get("init_from"),
+            init_from=d.get("init_from"), sampler=SamplerDefaults(**(d.get("sampler") or {})),
         )
 
 

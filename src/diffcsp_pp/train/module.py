@@ -72,7 +72,7 @@ class DiffCSPModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         g = step_generator(self.train_config.seed, int(self.batches_seen), self.global_rank, batch.k.device)
         self.batches_seen += 1
-        terms = diffusion_loss(self.model, self.sched, self.diffusion_config, batch, g)
+        terms = diffusion_loss(self.model, self.sched, self.diffusion_config, batch, g, self.model_config.task)
         if not torch.isfinite(terms["loss"]):
             return None  # skip a non-finite batch, as the official code does
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=batch.num_graphs, prog_bar=False)
@@ -87,7 +87,7 @@ class DiffCSPModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         # a fixed generator per validation batch: the validation loss is deterministic
         g = step_generator(self.train_config.seed + _VAL_SALT, batch_idx, self.global_rank, batch.k.device)
-        terms = diffusion_loss(self.eval_model, self.sched, self.diffusion_config, batch, g)
+        terms = diffusion_loss(self.eval_model, self.sched, self.diffusion_config, batch, g, self.model_config.task)
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, batch_size=batch.num_graphs, sync_dist=True)
         self.log("val_loss", terms["loss"], batch_size=batch.num_graphs, sync_dist=True, prog_bar=True)
 

@@ -1,7 +1,9 @@
 """``train()``: data -> Lightning Trainer -> run directory.
 
-A run directory holds ``config.json`` (the RunConfig), ``model.safetensors`` (the evaluation weights:
-EMA if enabled), ``training_state.json`` (step, epoch, last validation loss), ``checkpoints/``
+A run directory is a model folder (:class:`~diffcsp_pp.folder.ModelFolder`, which writes its files):
+``config.json`` (the RunConfig), ``model.safetensors`` (the evaluation weights: EMA if enabled),
+``template_stats.json`` (the training patterns), ``training_state.json`` (step, epoch, last
+validation loss), and beside them ``checkpoints/``
 (Lightning's full training state, written atomically; ``last.ckpt`` resumes, ``best.ckpt`` has the best
 validation loss), and ``logs/`` (CSV and TensorBoard). ``resume=True`` continues from
 ``checkpoints/last.ckpt``, loaded with ``weights_only=True``.
@@ -9,7 +11,6 @@ validation loss), and ``logs/`` (CSV and TensorBoard). ``resume=True`` continues
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
@@ -21,22 +22,14 @@ from ..data.batch import CrystalDataset
 from ..data.preprocess import PreprocessConfig, preprocess
 from ..data.registry import default_cache_dir
 from ..data.store import load_records
+from ..data.template_stats import TemplateStats
 from ..errors import DataError
+from ..folder import ModelFolder
 from .config import RunConfig
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-STATE_NAME = "training_state.json"
 
 
 def _is_rank_zero() -> bool:
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def load_infos(files: list[str], symprec: float | None, cache_dir: Path, workers: int, progress: bool):
@@ -61,21 +54,12 @@ def load_dataset(files: list[str], symprec: float | None, cache_dir: Path, worke
 
 def template_stats(infos) -> dict[str, int]:
     """How often each template pattern occurs: space group + Wyckoff labels, with and without species."""
-    from collections import Counter
-
-    from ..api import pattern_key
-
-    counts = Counter(pattern_key(i.space_group, i.wyckoff_letters) for i in infos)
-    counts.update(pattern_key(i.space_group, i.wyckoff_letters, i.species) for i in infos)
-    return dict(counts.most_common())
+    return TemplateStats.from_infos(infos).counts
 
 
 def export_weights(module, run_dir: Path) -> None:
     """Write the evaluation weights (EMA when enabled) as safetensors, atomically."""
-    from safetensors.torch import save
-
-    state = {k: v.detach().cpu().contiguous() for k, v in module.eval_model.state_dict().items()}
-    _write_atomic(run_dir / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
+    ModelFolder(run_dir).write_weights(module.eval_model.state_dict())
 
 
 def _callbacks(run_dir: Path, cfg: RunConfig, progress: bool):
@@ -92,7 +76,7 @@ def _callbacks(run_dir: Path, cfg: RunConfig, progress: bool):
                 state = {"global_step": trainer.global_step, "epoch": trainer.current_epoch,
                          "val_loss": None if val is None else float(val),
                          "cpu_hours": float(module.cpu_seconds) / 3600, "wall_hours": float(module.wall_seconds) / 3600}
-                _write_atomic(run_dir / STATE_NAME, json.dumps(state, indent=1).encode())
+                ModelFolder(run_dir).write_training_state(state)
 
         def on_train_batch_end(self, trainer, module, *args):
             if trainer.global_step % cfg.train.checkpoint_every == 0:
@@ -133,14 +117,14 @@ def _callbacks(run_dir: Path, cfg: RunConfig, progress: bool):
 def _atomic_checkpoint_io():
     from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+    from ..atomic import atomic_path
+
     class AtomicCheckpointIO(TorchCheckpointIO):
         """Write checkpoints to a temporary file and rename: a kill never leaves a torn file."""
 
         def save_checkpoint(self, checkpoint, path, storage_options=None):
-            path = Path(path)
-            tmp = path.with_name(path.name + ".tmp")
-            super().save_checkpoint(checkpoint, tmp, storage_options)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                super().save_checkpoint(checkpoint, tmp, storage_options)
 
     return AtomicCheckpointIO()
 
@@ -162,14 +146,15 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, prog
             logging.getLogger(name).setLevel(logging.WARNING)
 
     run_dir = Path(run_dir)
+    folder = ModelFolder(run_dir)
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     if resume and not ckpt.is_file():
         raise FileNotFoundError(f"nothing to resume: {ckpt} does not exist")
-    if not resume and _is_rank_zero() and (run_dir / CONFIG_NAME).exists():
+    if not resume and _is_rank_zero() and folder.file(folder.CONFIG).exists():
         raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
     if _is_rank_zero():
-        _write_atomic(run_dir / CONFIG_NAME, json.dumps(cfg.to_dict(), indent=1).encode())
+        folder.write_config(cfg)
 
     tc = cfg.train
     devices = tc.devices
@@ -180,7 +165,7 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, prog
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "preprocessed"
     train_infos = load_infos(cfg.train_files, cfg.symprec, cache, workers, progress)
     if _is_rank_zero():  # the pattern frequencies the prediction API ranks Wyckoff assignments by
-        _write_atomic(run_dir / "template_stats.json", json.dumps(template_stats(train_infos)).encode())
+        folder.write_template_stats(TemplateStats.from_infos(train_infos))
     train_set = CrystalDataset(train_infos)
     val_set = load_dataset(cfg.val_files, cfg.symprec, cache, workers, progress)
 
@@ -216,7 +201,7 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, prog
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
         trainer.fit(module, datamodule=CrystalDataModule(train_set, val_set, tc),
                     ckpt_path=str(ckpt) if resume else None, weights_only=True)
-    return run_dir / WEIGHTS_NAME
+    return folder.file(folder.WEIGHTS)
 
 
 def _init_weights(module, path: Path) -> None:
@@ -225,7 +210,7 @@ def _init_weights(module, path: Path) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    weights = path / WEIGHTS_NAME if path.is_dir() else path
+    weights = ModelFolder(path).file(ModelFolder.WEIGHTS) if path.is_dir() else path
     if not weights.is_file():
         raise FileNotFoundError(f"no weights to start from at {weights}")
     try:
@@ -236,10 +221,4 @@ def _init_weights(module, path: Path) -> None:
 
 def load_run_config(run_dir: str | os.PathLike) -> RunConfig:
     """The RunConfig stored in a run directory."""
-    path = Path(run_dir) / CONFIG_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"no {CONFIG_NAME} in {run_dir}")
-    try:
-        return RunConfig.from_dict(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError) as err:
-        raise DataError(f"{path} is not a valid run config: {err}") from None
+    return ModelFolder(run_dir).config()

@@ -1,0 +1,333 @@
+"""The jobs: what the API, the CLI and the scripts run. Each job takes an engine
+(:class:`~diffcsp_pp.sample.engine.Engine`: network + SamplerConfig + runner) and returns pymatgen
+Structures carrying their :class:`~diffcsp_pp.sample.provenance.Provenance`.
+
+- :func:`predict`: formulas in given space groups (Wyckoff assignment given or enumerated and
+  ranked, :func:`wyckoff_candidates`), one sampler pass;
+- :func:`predict_dataset`: one prediction per row of a dataset from the row's own template, in
+  batches (``diffcsp-pp predict --csv`` and ``scripts/csp_benchmark.py``);
+- :func:`predict_from_formula`: a formula alone: retrieved training templates refined with
+  partial noise, or the enumerated fallback;
+- :func:`generate`: ab initio generation from a plan of symmetry patterns
+  (:func:`generation_plan`), in batches (``diffcsp-pp generate``).
+
+Seeds of batched jobs: batch b (rows ``b·batch_size ...`` of the *whole* input) is drawn with
+``seed + b``, so a run that skips finished batches (a resumed CLI run) draws exactly what an
+uninterrupted run draws, whatever was done before.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Collection, Iterator, Sequence
+
+from .data.template_stats import TemplateStats
+from .sample.engine import Engine
+from .sample.provenance import Provenance, wyckoff_text
+from .symmetry.enumerate import parse_formula, wyckoff_assignments
+from .symmetry.families import check_space_group
+from .symmetry.templates import build_template
+from .symmetry.wyckoff import wyckoff_position
+
+#: Largest conventional cell built from a reduced formula.
+MAX_ATOMS = 200
+#: Default batch sizes of the dataset jobs (the CLI's ``--batch-size`` defaults).
+PREDICT_BATCH = 256
+GENERATE_BATCH = 100
+
+_SITE = re.compile(r"^([A-Z][a-z]?):(\d*[a-zA])$")
+
+
+# ------------------------------------------------------------------------------------ planning
+def parse_wyckoff(wyckoff) -> list[tuple[str, str]]:
+    """``"Sr:1a Ti:1b O:3c"`` or ``[("Sr", "1a"), ...]`` -> list of (element, letter)."""
+    if isinstance(wyckoff, str):
+        items = []
+        for token in wyckoff.replace(",", " ").split():
+            m = _SITE.match(token)
+            if not m:
+                raise ValueError(f"malformed Wyckoff site {token!r} in {wyckoff!r}: expected e.g. 'Sr:1a Ti:1b O:3c'")
+            items.append((m.group(1), m.group(2)))
+        if not items:
+            raise ValueError("empty Wyckoff assignment")
+        return items
+    try:
+        return [(str(el), str(letter)) for el, letter in wyckoff]
+    except (TypeError, ValueError):
+        raise ValueError(f"Wyckoff assignment must be a string like 'Sr:1a Ti:1b' or (element, letter) pairs, got {wyckoff!r}") from None
+
+
+def wyckoff_candidates(stats: TemplateStats, formula: str, space_group: int, wyckoff=None,
+                       limit: int = 5) -> list[tuple[list, int]]:
+    """Candidate (assignment, Z) pairs of a formula in a space group, best first.
+
+    A formula whose counts have a common divisor is the full cell; a reduced one is multiplied by
+    the smallest Z (up to MAX_ATOMS atoms) that admits an assignment. A given ``wyckoff`` must add
+    up to the formula (times Z). Otherwise the assignments are ranked by the training count of the
+    species-resolved pattern, then of the pattern alone, then by chemical similarity to the training
+    decorations of the pattern (:mod:`diffcsp_pp.sample.ranking`), then fewer orbits, then
+    enumeration order.
+    """
+    number = check_space_group(space_group)
+    comp = parse_formula(formula)
+    reduced = math.gcd(*comp.values()) == 1
+    if wyckoff is not None:
+        sites = parse_wyckoff(wyckoff)
+        build_template(number, sites)  # validates letters and elements
+        got: dict[str, int] = {}
+        for el, letter in sites:
+            got[el] = got.get(el, 0) + wyckoff_position(number, letter).multiplicity
+        z = _multiple_of(got, comp) if reduced else (1 if got == comp else None)
+        if z is None:
+            raise ValueError(f"Wyckoff assignment {wyckoff!r} gives {_fmt(got)}, which does not add up to {formula}"
+                             + (" (or a multiple of it)" if reduced else ""))
+        return [(sites, z)]
+    for z in (range(1, MAX_ATOMS // sum(comp.values()) + 1) if reduced else [1]):
+        found = wyckoff_assignments(number, {el: n * z for el, n in comp.items()}, limit=2000)
+        if found:
+            from .sample.ranking import decoration_score
+
+            known = _decorations(stats)
+
+            def rank(item):
+                labels, species = [lab for _, lab in item[1]], [el for el, _ in item[1]]
+                return (-stats.count(number, labels, species), -stats.count(number, labels),
+                        -decoration_score(number, item[1], known), len(item[1]), item[0])
+
+            ranked = sorted(enumerate(found), key=rank)
+            return [(a, z) for _, a in ranked[:limit]]
+    fits = _fitting_multiples(number, comp)
+    hint = f"; formula-unit multiples that fit: {', '.join(map(str, fits))}" if fits else "; no multiple up to " \
+           f"{MAX_ATOMS} atoms fits"
+    raise ValueError(f"{formula} admits no Wyckoff assignment in space group {number}{hint}")
+
+
+def _decorations(stats: TemplateStats):
+    """The species-resolved training decorations of ``stats`` (built once per statistics object)."""
+    from .sample.ranking import decorations
+
+    if getattr(stats, "_decorations", None) is None:
+        stats._decorations = decorations(stats)
+    return stats._decorations
+
+
+def generation_plan(stats: TemplateStats, n: int, space_group: int | None = None, seed: int = 0,
+                    wyckoff=None) -> list[tuple[int, tuple[str, ...]]]:
+    """The (space group, Wyckoff labels) of each of ``n`` crystals to generate (deterministic for a
+    seed): drawn from the training patterns (:mod:`diffcsp_pp.sample.patterns`), restricted to
+    ``space_group``; ``wyckoff`` (labels such as ``"2a 2d 4g"``, needs ``space_group``) fixes it."""
+    import numpy as np
+
+    from .sample.patterns import draw_patterns
+
+    _check_count(n, "n")
+    if wyckoff is not None:
+        if space_group is None:
+            raise ValueError("a Wyckoff pattern needs a space group")
+        number = check_space_group(space_group)
+        tokens = wyckoff.replace(",", " ").split() if isinstance(wyckoff, str) else [str(w) for w in wyckoff]
+        if not tokens:
+            raise ValueError(f"empty Wyckoff pattern {wyckoff!r}")
+        labels = tuple(wyckoff_position(number, t).label for t in tokens)
+        build_template(number, [("H", lab) for lab in labels])  # fixed positions used twice -> ValueError
+        return [(number, labels)] * n
+    return draw_patterns(stats, n, space_group, np.random.default_rng([int(seed), 7]))
+
+
+def dataset_infos(data, symprec: float | None) -> list:
+    """SymmetryInfos of a dataset: a CSV (``material_id``, ``cif``) or CIF folder, preprocessed with
+    ``symprec`` (cached, :func:`diffcsp_pp.data.preprocess.preprocess`), or a list given as is."""
+    import os
+    from pathlib import Path
+
+    if not isinstance(data, (str, os.PathLike)):
+        return list(data)
+    from .data.preprocess import PreprocessConfig, preprocess
+    from .data.registry import default_cache_dir
+    from .data.store import load_records
+
+    if not Path(data).exists():
+        raise FileNotFoundError(f"no such file or folder: {data}")
+    res = preprocess(data, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=symprec), progress=False)
+    return load_records(res.output)
+
+
+# ----------------------------------------------------------------------------------------- jobs
+def predict(engine: Engine, stats: TemplateStats, formulas: Sequence[str], space_groups: Sequence[int],
+            wyckoffs: Sequence | None = None, n: int = 1, seed: int = 0) -> list[list]:
+    """``n`` structures per formula in its space group (one list per formula), in one sampler pass
+    seeded with ``seed``; ``n`` cycles over the best Wyckoff candidates."""
+    _check_task(engine, "csp")
+    _check_count(n, "n")
+    wyckoffs = [None] * len(formulas) if wyckoffs is None else list(wyckoffs)
+    if not (len(formulas) == len(space_groups) == len(wyckoffs)):
+        raise ValueError("formulas, space_groups and wyckoffs must have the same length")
+    plans = []
+    for formula, sg, w in zip(formulas, space_groups, wyckoffs, strict=True):
+        candidates = wyckoff_candidates(stats, formula, sg, w)
+        plans.append([(build_template(sg, a), z) for a, z in (candidates[i % len(candidates)] for i in range(n))])
+    flat = [p for plan in plans for p in plan]
+    drawn = engine.draw([t for t, _ in flat], seed)
+    structures = iter(Provenance(space_group=t.space_group, seed=seed, detected_space_group=d.detected_space_group,
+                                 attempts=d.attempts, wyckoff=wyckoff_text(t.species, t.wyckoff_letters),
+                                 formula_units=z).attach(d.structure) for (t, z), d in zip(flat, drawn, strict=True))
+    return [[next(structures) for _ in plan] for plan in plans]
+
+
+def batches(count: int, batch_size: int, seed: int, done: Collection[int] = ()) -> Iterator[tuple[range, int]]:
+    """(item indices, seed) of each batch of a batched job that still has an item not in ``done``:
+    batch b holds items ``b·batch_size ...`` of the whole input and is seeded ``seed + b``."""
+    _check_count(batch_size, "batch_size")
+    for b, lo in enumerate(range(0, count, batch_size)):
+        idx = range(lo, min(lo + batch_size, count))
+        if not all(i in done for i in idx):
+            yield idx, seed + b
+
+
+def predict_dataset(engine: Engine, infos: Sequence, seed: int = 0, batch_size: int = PREDICT_BATCH,
+                    done: Collection[int] = (), on_batch: Callable[[list], None] | None = None,
+                    progress: bool = False) -> list:
+    """One prediction per crystal of a dataset (SymmetryInfos) from its own space group and
+    Wyckoff template, in batches (see the module docstring for the seeds).
+
+    Batches whose every index is in ``done`` are skipped; ``on_batch([(index, info, structure)])``
+    is called after each batch (the CLI writes it then). Returns one Structure per info (None for
+    the skipped ones).
+    """
+    from tqdm import tqdm
+
+    _check_task(engine, "csp")
+    out: list = [None] * len(infos)
+    todo = list(batches(len(infos), batch_size, seed, done))
+    for idx, batch_seed in tqdm(todo, desc="predict", unit="batch", disable=not progress):
+        chunk = [infos[i] for i in idx]
+        drawn = engine.draw(chunk, batch_seed)
+        for i, info, d in zip(idx, chunk, drawn, strict=True):
+            out[i] = Provenance(space_group=info.space_group, seed=batch_seed, detected_space_group=d.detected_space_group,
+                                attempts=d.attempts, wyckoff=wyckoff_text(info.species, info.wyckoff_letters)
+                                ).attach(d.structure)
+        if on_batch is not None:
+            on_batch([(i, infos[i], out[i]) for i in idx])
+    return out
+
+
+def predict_from_formula(engine: Engine, folder, formula: str, top_k: int = 1, seed: int = 0,
+                         diff_ratio: float | None = None) -> list:
+    """Prediction from a formula alone (CSPML-style, METHOD §7.2): the ``top_k`` best training
+    templates with the formula's count pattern (:func:`~diffcsp_pp.retrieval.retrieve.retrieve`),
+    elements substituted, each refined from t₀ = T·``diff_ratio`` (None: the model's default;
+    0: the substituted templates themselves, only the distinct candidates). Without any such
+    template, enumerated templates are sampled from pure noise (``source="enumerated"``).
+    ``folder``: the model's :class:`~diffcsp_pp.folder.ModelFolder` (template index, scorer, statistics).
+    """
+    from .retrieval.retrieve import retrieve
+
+    _check_task(engine, "csp")
+    _check_count(top_k, "top_k")
+    diff_ratio = engine.run_config.formula_diff_ratio() if diff_ratio is None else diff_ratio
+    if diff_ratio != 0 and not (isinstance(diff_ratio, (int, float)) and 0 < diff_ratio < 1):
+        raise ValueError(f"diff_ratio must be 0 (template only) or in (0, 1), got {diff_ratio!r}")
+    comp = parse_formula(formula)
+    index, scorer = folder.template_index()
+    candidates = retrieve(index, scorer, comp, top_k=top_k, max_atoms=MAX_ATOMS)
+    if not candidates:
+        return _predict_enumerated(engine, folder, formula, comp, index.max_atoms, top_k, seed)
+    if diff_ratio == 0:  # template only: the substituted templates, exactly symmetric, no sampling to redo
+        from .symmetry.analyze import detect_space_group
+        from .sample.engine import CHECK_SYMPREC, Drawn
+
+        chosen = candidates[:top_k]
+        drawn = [Drawn(s, detect_space_group(s, CHECK_SYMPREC), 1) for s in (c.info.to_structure() for c in chosen)]
+    else:
+        chosen = [candidates[i % len(candidates)] for i in range(top_k)]
+        drawn = engine.refine([c.info for c in chosen], seed, diff_ratio)
+    return [Provenance(space_group=c.template_space_group, seed=seed, detected_space_group=d.detected_space_group,
+                       attempts=d.attempts, wyckoff=wyckoff_text(c.info.species, c.info.wyckoff_letters),
+                       formula_units=c.formula_units, source="template", rank=c.rank, score=float(c.score),
+                       template=c.material_id, template_space_group=c.template_space_group,
+                       template_wyckoff=c.template_wyckoff, substitution=dict(c.substitution),
+                       diff_ratio=diff_ratio).attach(d.structure)
+            for c, d in zip(chosen, drawn, strict=True)]
+
+
+def _predict_enumerated(engine: Engine, folder, formula: str, comp: dict, max_atoms: int, n: int, seed: int) -> list:
+    """Fallback of :func:`predict_from_formula` without a fitting training template: full sampling
+    from enumerated templates (:mod:`diffcsp_pp.retrieval.fallback`)."""
+    from .retrieval.fallback import enumerated_templates
+
+    stats = folder.template_stats()
+    ranked = enumerated_templates(comp, stats.counts, limit=n, max_atoms=max_atoms or MAX_ATOMS)
+    if not ranked:
+        why = f"the model has no {folder.STATS}" if not stats else \
+            "no Wyckoff pattern or space group of its training templates admits it"
+        raise ValueError(f"no training template of {folder.path.name} has the atom-count pattern of {formula} "
+                         f"(or of a multiple), and {why}; give a space group")
+    chosen = [ranked[i % len(ranked)] for i in range(n)]
+    templates = [build_template(e.space_group, e.sites) for e in chosen]
+    drawn = engine.draw(templates, seed)
+    return [Provenance(space_group=e.space_group, seed=seed, detected_space_group=d.detected_space_group,
+                       attempts=d.attempts, wyckoff=wyckoff_text(t.species, t.wyckoff_letters),
+                       formula_units=e.formula_units, source="enumerated", rank=i % len(ranked) + 1, score=e.score,
+                       rule=e.rule).attach(d.structure)
+            for i, (e, t, d) in enumerate(zip(chosen, templates, drawn, strict=True))]
+
+
+def generate(engine: Engine, plan: Sequence[tuple[int, Sequence[str]]], seed: int = 0,
+             batch_size: int = GENERATE_BATCH, done: Collection[int] = (),
+             on_batch: Callable[[list], None] | None = None, progress: bool = False) -> list:
+    """One generated crystal per (space group, Wyckoff labels) of ``plan``, in batches (seeds: see
+    the module docstring). Atom types are generated; a crystal whose types raise its group (two
+    orbits of one element forming a smaller lattice) is drawn again (``attempts``).
+    ``done`` / ``on_batch([(index, plan item, structure)])`` as in :func:`predict_dataset`.
+    """
+    import numpy as np
+    from tqdm import tqdm
+
+    _check_task(engine, "gen")
+    # species are placeholders: the ab initio sampler ignores them and generates the types
+    templates = [build_template(sg, [("H", lab) for lab in labels]) for sg, labels in plan]
+    out: list = [None] * len(templates)
+    todo = list(batches(len(templates), batch_size, seed, done))
+    for idx, batch_seed in tqdm(todo, desc="generate", unit="batch", disable=not progress):
+        drawn = engine.draw([templates[i] for i in idx], batch_seed)
+        for i, d in zip(idx, drawn, strict=True):
+            t, s = templates[i], d.structure
+            species = [s[int(a)].specie for a in np.unique(t.anchor_idx)]
+            out[i] = Provenance(space_group=t.space_group, seed=batch_seed, detected_space_group=d.detected_space_group,
+                                attempts=d.attempts, wyckoff=wyckoff_text(species, t.wyckoff_letters)).attach(s)
+        if on_batch is not None:
+            on_batch([(i, plan[i], out[i]) for i in idx])
+    return out
+
+
+# -------------------------------------------------------------------------------------- helpers
+def _check_task(engine: Engine, task: str) -> None:
+    if engine.task != task:
+        raise ValueError("this is an ab initio generation model; prediction needs a CSP model" if task == "csp" else
+                         "this is a CSP model; generate needs an ab initio (gen) model, e.g. mp20-gen")
+
+
+def _check_count(n, name: str) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name} must be a positive integer, got {n!r}")
+
+
+def _multiple_of(got: dict[str, int], comp: dict[str, int]) -> int | None:
+    if set(got) != set(comp):
+        return None
+    ratios = {got[el] / comp[el] for el in comp}
+    z = next(iter(ratios))
+    return int(z) if len(ratios) == 1 and z == int(z) and z >= 1 else None
+
+
+def _fitting_multiples(space_group: int, comp: dict[str, int]) -> list[int]:
+    from .symmetry.enumerate import formula_unit_multiples
+
+    g = math.gcd(*comp.values())
+    reduced = {el: n // g for el, n in comp.items()}
+    return formula_unit_multiples(space_group, reduced, max_atoms=MAX_ATOMS)[:8]
+
+
+def _fmt(comp: dict[str, int]) -> str:
+    return "".join(f"{el}{n}" for el, n in comp.items())
