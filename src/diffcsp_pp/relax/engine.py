@@ -7,10 +7,12 @@ positions relax together, the cell degrees of freedom being the log of the defor
 by an ASE optimizer (BFGS by default). Converged when the largest force on an atom is below
 ``fmax`` (eV/Å) and the largest stress component below ``max_stress`` (GPa).
 
-Many crystals relax **in lockstep**: at every step the potential evaluates all crystals still
-running in one call (one batched forward pass for CHGNet, :mod:`.potentials`), each optimizer then
-takes its own step from those cached results. The optimizers are independent; only the potential's
-calls are shared (docs/BENCHMARKS.md, "Relaxation cost", for what batching buys on a CPU).
+Many crystals relax **in lockstep**: at every step the potential evaluates up to ``batch_size``
+running crystals in one call (one batched forward pass for CHGNet, :mod:`.potentials`), each
+optimizer then takes its own step from those cached results, and a finished crystal's place goes
+to the next one waiting. The optimizers are independent (the trajectories are those of one crystal
+at a time); only the potential's calls are shared. On a CPU this buys little (docs/BENCHMARKS.md
+§12: CHGNet's cost grows with the atoms, batched or not); on a GPU it is what fills the device.
 
 Every relaxed crystal is checked at the end: spglib (at the project's output tolerance,
 ``WRITE_SYMPREC`` = 1e-3 Å) must find the requested space group (``properties["space_group"]``

@@ -131,10 +131,10 @@ def load_potential(potential=None, batch_size: int = 16) -> Potential:
             version = "0.3.0" if key == "chgnet" else key.split("-", 1)[1]
             with contextlib.redirect_stdout(io.StringIO()):  # it prints its size and device
                 model = CHGNet.load(model_name=version, use_device="cpu", verbose=False)
+                calc = CHGNetCalculator(model=model, use_device="cpu")
             # an atom with no neighbour within the 6 Å cutoff gets a meaningless energy (zero force,
             # zero stress: it would look converged): make it an error, i.e. a failed evaluation
             model.graph_converter.on_isolated_atoms = "error"
-                calc = CHGNetCalculator(model=model, use_device="cpu")
             return Potential(f"CHGNet {version} (chgnet {chgnet.__version__})", calc, chgnet_model=model,
                              batch_size=batch_size)
         if key == "mace":
