@@ -209,10 +209,13 @@ def cmd_predict(args) -> int:
     inputs["diff_ratio"] = args.diff_ratio
     if args.diff_ratio is not None and (args.formula is None or args.space_group is not None):
         raise ValueError("--diff-ratio applies to --formula without --space-group")
+    post = _relax_options(args, inputs, rank_allowed=args.formula is not None)
     writer = PredictionWriter(args.out, inputs)
     done = writer.done()
     seed = 0 if args.seed is None else _check_seed(args.seed)
     sampler = _sampler(args)
+    if post and args.csv is not None:
+        writer = _relaxing_writer(args, writer)
     if args.formula is not None and args.space_group is None:
         # formula alone: retrieved training templates, refined with partial noise (top-k, ranked)
         top_k = args.top_k or args.n
@@ -222,6 +225,7 @@ def cmd_predict(args) -> int:
             return 0
         structures = model.predict_from_formula(args.formula, top_k=top_k, seed=seed, diff_ratio=args.diff_ratio,
                                                 sampler=sampler)
+        structures = _relax_and_rank(args, structures)
         # template only (diff ratio 0) returns each distinct candidate once, so possibly fewer than K
         writer.add((name, s, dict(s.properties)) for name, s in zip(names, structures))
     elif args.formula is not None:
@@ -231,6 +235,7 @@ def cmd_predict(args) -> int:
             return 0
         structures = model.predict(args.formula, args.space_group, wyckoff=args.wyckoff, n=args.n, seed=seed,
                                    sampler=sampler)
+        structures = _relax_and_rank(args, structures)
         writer.add((name, s, dict(s.properties)) for name, s in zip(names, structures, strict=True))
     else:
         _predict_csv(args, model, writer, done, seed, sampler)
@@ -252,7 +257,8 @@ def _describe(entry: dict) -> str:
     origin = f"  from {entry['template']}" if entry.get("source") == "template" else ""
     lattice = entry.get("lattice")
     cell = ("  a={:.3f} b={:.3f} c={:.3f} Å α={:.1f} β={:.1f} γ={:.1f}°".format(*lattice) if lattice else "")
-    return f"{entry['file']}  {entry['formula']}  space group {sg} ({symbol})  {entry.get('wyckoff', '')}{cell}{origin}"
+    return f"{entry['file']}  {entry['formula']}  space group {sg} ({symbol})  {entry.get('wyckoff', '')}{cell}{origin}" \
+        + _describe_energy(entry)
 
 
 def _sampler(args):
@@ -299,7 +305,10 @@ def cmd_generate(args) -> int:
     inputs["model"] = str(model.path)
     if args.compile:
         inputs["compile"] = True
+    post = _relax_options(args, inputs, rank_allowed=False)
     writer = PredictionWriter(args.out, inputs)
+    if post:
+        writer = _relaxing_writer(args, writer)
     done = writer.done()
     names = [f"gen_{i:06d}" for i in range(args.n)]
     finished = {i for i, name in enumerate(names) if name in done}
@@ -312,6 +321,112 @@ def cmd_generate(args) -> int:
     rate = json.loads((Path(args.out) / "manifest.json").read_text())
     print(f"{rate['count']} structures in {args.out} (requested space group kept: "
           f"{100 * (rate['requested_space_group_rate'] or 0):.1f} %)")
+    return 0
+
+
+# -------------------------------------------------------------------------------------- relax
+def _relax_settings(args):
+    from ..relax import RelaxSettings
+
+    return RelaxSettings(fmax=args.fmax, max_stress=args.max_stress, max_steps=args.relax_steps,
+                         symprec=getattr(args, "symprec", None) or RelaxSettings.symprec, optimizer=args.optimizer)
+
+
+def _relax_options(args, inputs: dict, rank_allowed: bool) -> bool:
+    """Check --relax/--no-relax/--rank; record them in ``inputs``; True if outputs are post-processed."""
+    rank = getattr(args, "rank", None)
+    if args.relax and args.no_relax:
+        raise ValueError("--relax and --no-relax exclude each other")
+    if rank and not rank_allowed:
+        raise ValueError("--rank energy applies to --formula (with or without --space-group)")
+    if args.no_relax and not rank:
+        raise ValueError("--no-relax applies to --rank energy (rank by the energy before relaxation)")
+    relax = args.relax or bool(rank and not args.no_relax)
+    if not (relax or rank):
+        return False
+    if relax:
+        settings = _relax_settings(args)
+        inputs["relax"] = {"potential": args.potential, "fmax": settings.fmax, "max_stress": settings.max_stress,
+                           "max_steps": settings.max_steps, "optimizer": settings.optimizer}
+    if rank:
+        inputs["rank"] = rank if relax else f"{rank} (unrelaxed, {args.potential})"
+    args._post = {"relax": relax, "rank": bool(rank)}
+    return True
+
+
+def _relax_and_rank(args, structures) -> list:
+    """Formula modes of predict: relax (or score) and energy-rank the structures when asked."""
+    post = getattr(args, "_post", None)
+    if not post:
+        return structures
+    from ..relax import relax_and_rank
+
+    out = relax_and_rank(structures, relax=post["relax"], rank=post["rank"], potential=args.potential,
+                         settings=_relax_settings(args) if post["relax"] else None, progress=not args.quiet)
+    _warn_relax(args, out)
+    return out
+
+
+def _relaxing_writer(args, writer):
+    from ..relax import RelaxingWriter
+
+    return RelaxingWriter(writer, args.potential, _relax_settings(args), on_batch=lambda out: _warn_relax(args, out))
+
+
+def _warn_relax(args, structures) -> None:
+    """One stderr line per relaxation that did not converge or was rejected."""
+    for s in structures:
+        r = (s.properties or {}).get("relax") or {}
+        if r and r.get("status") != "converged":
+            kept = "kept its last step" if r.get("relaxed") else "kept the unrelaxed structure"
+            print(f"diffcsp-pp {args.command}: {s.composition.reduced_formula}: relaxation "
+                  f"{r['status'].replace('_', ' ')} ({r.get('message', '')}); {kept}", file=sys.stderr)
+
+
+def _describe_energy(entry: dict) -> str:
+    r, e = entry.get("relax"), entry.get("energy_per_atom")
+    if e is None:
+        return ""
+    if not r:
+        return f"  E={e:.4f} eV/atom (unrelaxed)"
+    return f"  E={e:.4f} eV/atom ({r['status'].replace('_', ' ')}, {r['steps']} steps)"
+
+
+def cmd_relax(args) -> int:
+    """Relax structures (output folders, CIF, POSCAR, extxyz) keeping their space group."""
+    from ..relax import load_potential, read_structures, relax_structures
+    from ..sample.writer import PredictionWriter
+
+    settings = _relax_settings(args)
+    items = read_structures(args.inputs)
+    potential = load_potential(args.potential)  # a bad name fails before anything is written
+    inputs = {"command": "relax", "inputs": [str(Path(p).resolve()) for p in args.inputs],
+              "relax": {"potential": args.potential, **{k: getattr(settings, k) for k in
+                                                        ("fmax", "max_stress", "max_steps", "symprec", "optimizer")}}}
+    writer = PredictionWriter(args.out, inputs)
+    done = writer.done()
+    todo = [(n, s) for n, s in items if n not in done]
+    bad = []
+    for start in range(0, len(todo), args.batch_size):
+        chunk = todo[start : start + args.batch_size]
+        results = relax_structures([s for _, s in chunk], potential, settings, batch_size=args.batch_size,
+                                   progress=not args.quiet and len(todo) > 1)
+        writer.add((n, r.structure, dict(r.structure.properties)) for (n, _), r in zip(chunk, results, strict=True))
+        for (n, _), r in zip(chunk, results, strict=True):
+            if r.status != "converged":
+                bad.append(f"{n}: relaxation {r.status.replace('_', ' ')} ({r.message})")
+                print(f"diffcsp-pp relax: {bad[-1]}", file=sys.stderr)
+    manifest = json.loads((Path(args.out) / "manifest.json").read_text())
+    if len(manifest["entries"]) <= 20:
+        for e in manifest["entries"]:
+            print(_describe(e))
+    statuses = [e.get("relax", {}).get("status") for e in manifest["entries"]]
+    print(f"{manifest['count']} structures in {args.out} ({statuses.count('converged')} converged, "
+          f"{statuses.count('not_converged')} not converged, "
+          f"{sum(s not in ('converged', 'not_converged') for s in statuses)} kept unrelaxed; requested space group "
+          f"kept: {100 * (manifest['requested_space_group_rate'] or 0):.1f} %; potential {potential.name})")
+    if args.strict and bad:
+        raise ValueError(f"{len(bad)} relaxation(s) did not succeed (--strict); first: {bad[0]}")
     return 0
 
 
@@ -464,6 +579,22 @@ def _add_speed_args(p, scope: str) -> None:
                         "with several threads it implies --processes)")
 
 
+def _add_relax_args(p, rank: bool) -> None:
+    """Relaxation flags of predict / generate (and, without --relax, of relax)."""
+    if rank is not None:
+        p.add_argument("--relax", action="store_true",
+                       help="relax every output with a universal potential, keeping its space group (default CHGNet)")
+    if rank:
+        p.add_argument("--rank", choices=["energy"],
+                       help="order the -n / --top-k candidates by energy per atom after relaxation (implies --relax)")
+        p.add_argument("--no-relax", action="store_true", help="with --rank energy: rank by the unrelaxed energy")
+    p.add_argument("--potential", default="chgnet", help="chgnet (default), chgnet-0.2.0, mace, mattersim")
+    p.add_argument("--fmax", type=_positive_float, default=0.05, help="largest force at convergence, eV/Å (0.05)")
+    p.add_argument("--max-stress", type=_positive_float, default=0.05, help="largest stress at convergence, GPa (0.05)")
+    p.add_argument("--relax-steps", type=_positive_int, default=300, help="optimizer steps at most (300)")
+    p.add_argument("--optimizer", choices=["FIRE", "BFGS", "LBFGS"], default="BFGS", help="ASE optimizer (BFGS)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
@@ -544,6 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, help="sampler steps (default: the paper's 999)")
     _add_output_args(p)
     _add_speed_args(p, "(--csv) ")
+    _add_relax_args(p, rank=True)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("generate", help="generate new crystals with an ab initio model (default mp20-gen)")
@@ -556,7 +688,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=100, help="crystals per sampler batch (default 100)")
     _add_output_args(p)
     _add_speed_args(p, "")
+    _add_relax_args(p, rank=False)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("relax", help="relax structures with a universal potential, keeping their space group")
+    p.add_argument("inputs", nargs="+", metavar="DIR|FILE",
+                   help="output folders of predict/generate, folders of structure files, CIF, POSCAR or extxyz files")
+    p.add_argument("--out", required=True, help="output folder (cifs/, structures.extxyz, manifest.json)")
+    p.add_argument("--symprec", type=_positive_float, default=1e-3,
+                   help="Å: tolerance of the starting symmetry (1e-3 suits this package's outputs; 0.01-0.1 for "
+                        "experimental CIFs)")
+    p.add_argument("--batch-size", type=_positive_int, default=16, help="structures relaxed in lockstep (16)")
+    p.add_argument("--strict", action="store_true", help="exit with status 2 if any relaxation did not converge")
+    p.add_argument("--quiet", action="store_true")
+    _add_relax_args(p, rank=None)
+    p.set_defaults(func=cmd_relax)
 
     p = sub.add_parser("evaluate", help="metrics of predicted structures")
     ev = p.add_subparsers(dest="kind", required=True)
