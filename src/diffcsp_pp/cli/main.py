@@ -334,14 +334,15 @@ def _relax_settings(args):
 
 def _relax_options(args, inputs: dict, rank_allowed: bool) -> bool:
     """Check --relax/--no-relax/--rank; record them in ``inputs``; True if outputs are post-processed."""
-    rank = getattr(args, "rank", None)
-    if args.relax and args.no_relax:
+    # getattr: callers that build the argument namespace themselves may leave these flags out
+    rank, relax_flag, no_relax = (getattr(args, k, None) for k in ("rank", "relax", "no_relax"))
+    if relax_flag and no_relax:
         raise ValueError("--relax and --no-relax exclude each other")
     if rank and not rank_allowed:
         raise ValueError("--rank energy applies to --formula (with or without --space-group)")
-    if args.no_relax and not rank:
+    if no_relax and not rank:
         raise ValueError("--no-relax applies to --rank energy (rank by the energy before relaxation)")
-    relax = args.relax or bool(rank and not args.no_relax)
+    relax = bool(relax_flag) or bool(rank and not no_relax)
     if not (relax or rank):
         return False
     if relax:

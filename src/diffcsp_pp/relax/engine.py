@@ -27,7 +27,9 @@ Energies are per atom (eV/atom), forces eV/Å, stresses GPa.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -144,6 +146,23 @@ def requested_group(structure, symprec: float) -> int:
     return sg if 1 <= sg <= 230 else detect_space_group(structure, symprec)
 
 
+@contextlib.contextmanager
+def _spglib_error_mode_kept():
+    """Undo ASE's change of spglib's error mode: ASE's symmetry helpers (FixSymmetry) set
+    ``SPGLIB_OLD_ERROR_HANDLING=false`` for their spglib calls and leave it set when it was unset
+    before (ase 3.2x ``spglib_new_errorhandling``), after which every later spglib call in the
+    process raises instead of returning None — our symmetry code included."""
+    key = "SPGLIB_OLD_ERROR_HANDLING"
+    before = os.environ.get(key)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
 def _to_atoms(structure):
     from ase import Atoms
 
@@ -204,7 +223,8 @@ class _Job:
 
         self.atoms = _to_atoms(structure)
         try:
-            self.atoms.set_constraint(FixSymmetry(self.atoms, symprec=settings.symprec))
+            with _spglib_error_mode_kept():
+                self.atoms.set_constraint(FixSymmetry(self.atoms, symprec=settings.symprec))
         except Exception as err:  # noqa: BLE001 - spglib could not find the ops
             self._stop("failed", f"FixSymmetry could not analyse the input: {err}")
             return
@@ -307,7 +327,8 @@ def relax_structures(structures, potential=None, settings: RelaxSettings | None 
         from tqdm import tqdm
 
         bar = tqdm(total=len(structures), desc="relax", unit="crystal")
-    jobs = _run_rolling(structures, pot, settings, batch_size, bar)
+    with _spglib_error_mode_kept():
+        jobs = _run_rolling(structures, pot, settings, batch_size, bar)
     results = [job.result() for job in jobs]
     if bar is not None:
         bar.close()
