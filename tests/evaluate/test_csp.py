@@ -13,6 +13,7 @@ from pymatgen.core import Lattice, Structure
 
 from diffcsp_pp.evaluate.csp import csp_metrics, evaluate_csp
 from diffcsp_pp.evaluate.validity import composition_valid, structure_valid
+from tests.conftest import FIXTURES
 
 
 def _perovskite(a=3.9, shift=0.0):
@@ -104,12 +105,16 @@ def test_evaluate_cli(tmp_path):
     preds = tmp_path / "pred"
     preds.mkdir()
     (preds / "x__0.cif").write_text(str(CifWriter(_perovskite(shift=0.01))))
+    # a real prediction of an undertrained MP-20 model (Amm2, Sn and Ru 0.001 Å apart): pymatgen cannot
+    # read it back; it must count as a miss for row y, be reported, and not stop the evaluation
+    (preds / "y__0.cif").write_text((FIXTURES / "overlapping_sites_prediction.cif").read_text())
     out = tmp_path / "m" / "metrics.json"
     res = subprocess.run([sys.executable, "-m", "diffcsp_pp.cli.main", "evaluate", "csp", "--pred", str(preds),
                           "--ref", str(ref), "--out", str(out), "--quiet", "--no-fingerprint"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     m = json.loads(out.read_text())
     assert m["match_rate"] == 0.5 and m["counts"]["rows"] == 2
+    assert m["unreadable_predictions"] == ["y__0.cif"] and "1 prediction(s) could not be read" in res.stdout
     assert out.with_suffix(".rows.csv").read_text().count("\n") == 3
     bad = subprocess.run([sys.executable, "-m", "diffcsp_pp.cli.main", "evaluate", "csp", "--pred", str(tmp_path / "nope"),
                           "--ref", str(ref), "--out", str(out)], capture_output=True, text=True)

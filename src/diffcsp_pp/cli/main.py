@@ -432,12 +432,22 @@ def cmd_relax(args) -> int:
 
 
 # ----------------------------------------------------------------------------------- evaluate
-def _read_predictions(path: Path) -> dict:
-    """material_id -> list of Structures, from a CSV (material_id, cif) or a folder of CIFs named
-    ``<material_id>.cif`` or ``<material_id>__<k>.cif``."""
+def _read_predictions(path: Path) -> tuple[dict, list[str]]:
+    """(material_id -> list of Structures, names of unreadable predictions), from a CSV (material_id,
+    cif) or a folder of CIFs named ``<material_id>.cif`` or ``<material_id>__<k>.cif``. A prediction
+    pymatgen cannot read (e.g. two atoms on one site) is a miss for its row, reported by name."""
     from ..data.sources import is_csv, parse_cif, read_crystals
 
     preds: dict[str, list] = {}
+    unreadable: list[str] = []
+
+    def add(mid: str, name: str, text: str) -> None:
+        try:
+            preds.setdefault(mid, []).append(parse_cif(text))
+        except Exception:  # noqa: BLE001 - an unreadable prediction is a miss for its row
+            preds.setdefault(mid, [])
+            unreadable.append(name)
+
     if path.is_dir() and (path / "cifs").is_dir():  # the output folder of `predict`
         path = path / "cifs"
     if path.is_dir():
@@ -445,17 +455,13 @@ def _read_predictions(path: Path) -> dict:
         if not files:
             raise FileNotFoundError(f"{path} contains no .cif files")
         for f in files:
-            mid = f.stem.split("__")[0]
-            preds.setdefault(mid, []).append(parse_cif(f.read_text(errors="replace")))
-        return preds
+            add(f.stem.split("__")[0], f.name, f.read_text(errors="replace"))
+        return preds, unreadable
     if not is_csv(path):
         raise ValueError(f"--pred must be a folder of CIFs or a CSV with material_id and cif columns: {path}")
-    for raw in read_crystals(path):
-        try:
-            preds.setdefault(raw.material_id, []).append(parse_cif(raw.cif))
-        except Exception:  # noqa: BLE001 - an unreadable prediction is a miss for its row
-            preds.setdefault(raw.material_id, [])
-    return preds
+    for i, raw in enumerate(read_crystals(path)):
+        add(raw.material_id, f"{raw.material_id} (row {i})", raw.cif)
+    return preds, unreadable
 
 
 def cmd_evaluate(args) -> int:
@@ -467,13 +473,14 @@ def cmd_evaluate(args) -> int:
         if not p.exists():
             raise FileNotFoundError(f"no such file or folder: {p}")
     refs = [(raw.material_id, parse_cif(raw.cif)) for raw in read_crystals(ref_path)]
-    preds = _read_predictions(pred_path)
+    preds, unreadable = _read_predictions(pred_path)
     unknown = set(preds) - {mid for mid, _ in refs}
     if preds and len(unknown) == len(preds):
         raise ValueError(f"no prediction id matches a material_id of {ref_path} (e.g. {sorted(unknown)[:3]})")
     metrics, rows = evaluate_csp(refs, preds, workers=args.workers, fingerprint=not args.no_fingerprint,
                                  progress=not args.quiet)
     metrics["inputs"] = {"pred": str(pred_path), "ref": str(ref_path)}
+    metrics["unreadable_predictions"] = unreadable
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=1))
@@ -486,6 +493,9 @@ def cmd_evaluate(args) -> int:
     if c["rows_with_predictions"] < c["rows"]:
         print(f"over the {c['rows_with_predictions']} rows with predictions: "
               f"{100 * metrics['match_rate_over_predicted_rows']:.2f} %")
+    if unreadable:
+        print(f"{len(unreadable)} prediction(s) could not be read and count as misses "
+              f"(listed in metrics.json): {', '.join(unreadable[:3])}{' ...' if len(unreadable) > 3 else ''}")
     print(f"metrics {out}\nrows    {rows_path}")
     from ..evaluate.gen import dataset_symprec, detect_dataset
     from ..evaluate.plots import plot_csp, reference_crystal_systems
