@@ -88,7 +88,7 @@ def _callbacks(run_dir: Path, cfg: RunConfig, progress: bool):
     class RunClock(L.Callback):
         """Accumulate this process's CPU time (all threads, ``time.process_time``) and the wall time
         spent training into the module's checkpointed buffers; log both in hours; stop the run, with a
-        checkpoint, once ``max_cpu_hours`` is reached (the CPU time of the rank-0 process)."""
+        checkpoint, once ``max_cpu_hours`` is reached (on any rank: each counts its own process)."""
 
         def on_train_start(self, trainer, module):
             self._cpu, self._wall = time.process_time(), time.perf_counter()
@@ -101,7 +101,10 @@ def _callbacks(run_dir: Path, cfg: RunConfig, progress: bool):
             module.log_dict({"cpu_hours": float(module.cpu_seconds) / 3600,
                              "wall_hours": float(module.wall_seconds) / 3600}, batch_size=1)
             budget = cfg.train.max_cpu_hours
-            if budget is not None and float(module.cpu_seconds) >= budget * 3600 and not trainer.should_stop:
+            if budget is None or trainer.should_stop:
+                return
+            # every rank must take the same decision (save_checkpoint is collective under DDP)
+            if trainer.strategy.reduce_boolean_decision(float(module.cpu_seconds) >= budget * 3600, all=False):
                 trainer.should_stop = True
                 trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
                 ExportWeights()._export(trainer, module)
