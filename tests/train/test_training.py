@@ -150,3 +150,22 @@ def test_cpu_hour_budget_stops_with_a_checkpoint_and_the_clock_survives_resume(t
     logged = pd.concat(pd.read_csv(f) for f in sorted((run / "logs").rglob("metrics.csv")))
     hours = logged["cpu_hours"].dropna().to_numpy()
     assert len(hours) >= 2 and (hours[1:] >= hours[:-1]).all()  # one clock across both sessions
+
+
+def test_a_moved_run_resumes_and_keeps_writing_last_ckpt(tmp_path):
+    """A run directory copied elsewhere (another machine) and resumed there keeps its checkpoint in
+    last.ckpt; Lightning's version counter once wrote last-v1.ckpt beside the stale last.ckpt, so a
+    second --resume silently restarted from the old step."""
+    import shutil
+
+    cache, first, moved = tmp_path / "cache", tmp_path / "first", tmp_path / "moved"
+    steps = ["--checkpoint-every", "4", "--val-every", "1000"]
+    done = subprocess.run(_cli(first, cache, *steps, "--max-steps", "8"), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    shutil.copytree(first, moved)
+    again = subprocess.run(_cli(moved, cache, *steps, "--max-steps", "16", "--resume"),
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert sorted(p.name for p in (moved / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]
+    ckpt = torch.load(moved / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 16

@@ -111,7 +111,8 @@ def _callbacks(run_dir: Path, cfg: RunConfig, progress: bool):
 
     ckpt_dir = run_dir / "checkpoints"
     last = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", every_n_train_steps=cfg.train.checkpoint_every,
-                           save_top_k=0, save_last=True, save_on_train_epoch_end=True)
+                           save_top_k=0, save_last=True, save_on_train_epoch_end=True,
+                           enable_version_counter=False)  # a moved run dir must not write last-v1.ckpt
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
                            enable_version_counter=False)
     return [last, best, ExportWeights(), RunClock()]
