@@ -5,6 +5,9 @@
   (deduplicated by material_id: 15,837 rows, 58 % of the paper's 27,136);
 - ``select.csv.gz``: a fixed, seeded selection set of 1,000 rows of ``val_full`` (model and snapshot
   selection; never trained on); ``select_300.csv.gz``: a seeded 300 of them (the quick pilot set);
+  ``select_unseen.csv.gz``: the ``select`` rows outside MP-20-lite (``val_biternary`` ∪ ``pilot_val`` ∪
+  ``pilot_train``, the training set of the earlier bundled mp20-csp), the only rows on which a new
+  snapshot and that model can be compared fairly;
 - ``train.csv.gz``: what the bundled models train on, ``train_official`` plus the other 8,047 val rows
   (23,884 rows, 88 % of the paper's training-set size; the paper trains on train only and uses val for
   selection);
@@ -28,6 +31,8 @@ import pandas as pd
 from diffcsp_pp.data.registry import lookup, verify_file
 
 TRAIN_PARTS = ("train_partial", "pilot_train")
+#: The files MP-20-lite (scripts/mp20_lite.py, the earlier bundled models' data) was built from.
+LITE_PARTS = ("val_biternary", "pilot_val", "pilot_train")
 
 
 def _read(data: Path, split: str) -> pd.DataFrame:
@@ -37,7 +42,8 @@ def _read(data: Path, split: str) -> pd.DataFrame:
 
 
 def build_split(data: Path, n_select: int, seed: int) -> dict[str, pd.DataFrame]:
-    """The split's frames: ``train_official``, ``select`` and ``train`` (see the module docstring)."""
+    """The split's frames: ``train_official``, ``select``, ``select_300``, ``select_unseen`` and ``train``
+    (see the module docstring)."""
     official = pd.concat([_read(data, p) for p in TRAIN_PARTS], ignore_index=True)
     official = official.drop_duplicates("material_id").sort_values("material_id", ignore_index=True)
     val = _read(data, "val_full").sort_values("material_id", ignore_index=True)
@@ -51,7 +57,10 @@ def build_split(data: Path, n_select: int, seed: int) -> dict[str, pd.DataFrame]
         raise ValueError("a material id occurs in both the train and the val files")
     select = val[is_select].reset_index(drop=True)
     quick = select.iloc[np.sort(rng.choice(len(select), size=min(300, len(select)), replace=False))]
-    return {"train_official": official, "select": select, "select_300": quick.reset_index(drop=True), "train": train}
+    lite = set().union(*(_read(data, p)["material_id"] for p in LITE_PARTS))
+    unseen = select[~select["material_id"].isin(lite)].reset_index(drop=True)
+    return {"train_official": official, "select": select, "select_300": quick.reset_index(drop=True),
+            "select_unseen": unseen, "train": train}
 
 
 def main() -> int:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[2]
-NEEDED = [SHARED_DATA / "mp_20" / f"{n}.csv.gz" for n in ("train_partial", "pilot_train", "val_full")]
+NEEDED = [SHARED_DATA / "mp_20" / f"{n}.csv.gz"
+          for n in ("train_partial", "pilot_train", "val_full", "val_biternary", "pilot_val")]
 
 
 def _script():
@@ -29,6 +31,10 @@ def test_split_counts_disjoint_and_seeded():
     select = set(a["select"]["material_id"])
     assert not select & set(a["train"]["material_id"])  # the selection set is never trained on
     assert a["train"]["material_id"].is_unique and a["train"]["cif"].notna().all()
+    unseen = set(a["select_unseen"]["material_id"])
+    lite = set(pd.concat([pd.read_csv(SHARED_DATA / "mp_20" / f"{n}.csv.gz", usecols=["material_id"])
+                          for n in ("val_biternary", "pilot_val", "pilot_train")])["material_id"])
+    assert unseen == select - lite and len(unseen) == 179  # the rows the MP-20-lite models never saw
     b = split.build_split(SHARED_DATA, 1000, 0)
     assert set(b["select"]["material_id"]) == select  # fixed by the seed
     assert set(split.build_split(SHARED_DATA, 1000, 1)["select"]["material_id"]) != select
