@@ -27,6 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -165,20 +166,30 @@ class Deadline:
     def left(self) -> float | None:
         return None if self.end is None else self.end - time.monotonic()
 
-    def run(self, *args) -> bool:
-        """``diffcsp-pp ARGS`` within the budget; False if the budget ran out (before or during it)."""
+    def run(self, *args, until=None) -> bool:
+        """``diffcsp-pp ARGS`` within the budget; False if the budget ran out (before or during it).
+        ``until()`` (polled every 10 s) True stops the command early (it resumes on a rerun)."""
         left = self.left()
         if left is not None and left <= 0:
             return False
         cmd = [sys.executable, "-m", "diffcsp_pp.cli.main", *map(str, args)]
         print("$ diffcsp-pp " + " ".join(map(str, args)), flush=True)
-        try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=left)
-        except subprocess.TimeoutExpired:
-            print("  (stopped at the time limit; rerun the same command to continue)", flush=True)
-            return False
-        if res.returncode != 0:
-            sys.exit(f"failed ({res.returncode}): {' '.join(cmd)}\n{res.stderr}")
+        with tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+            while proc.poll() is None:
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    left = self.left()
+                    if (left is not None and left <= 0) or (until is not None and until()):
+                        proc.terminate()
+                        proc.wait()
+                        print("  (stopped" + (" at the time limit" if left is not None and left <= 0 else
+                                              ": enough rows for now") + "; it resumes on a rerun)", flush=True)
+                        return until is not None and until() and not (left is not None and left <= 0)
+            if proc.returncode != 0:
+                err.seek(0)
+                sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{err.read()}")
         return True
 
 
@@ -232,11 +243,13 @@ def cmd_mp20(args) -> None:
     relax_extra = ["--batch-size", args.relax_batch, "--quiet"]
     clock = Deadline(args.minutes)
 
-    def predict(k: int, limit: int) -> None:
+    def predict(k: int, limit: int, enough: int | None = None) -> None:
+        """Sample k of the first ``limit`` rows (stopped once ``enough`` rows are written)."""
         s = out / f"sample_{k}"
-        if _count(s) < limit:
+        if _count(s) < (enough or limit):
             clock.run("predict", "--csv", subset_file, "--limit", limit, "--batch-size", args.predict_batch,
-                      "--seed", 1000 * k, "--out", s, "--quiet", *extra)
+                      "--seed", 1000 * k, "--out", s, "--quiet", *extra,
+                      until=None if enough is None else lambda: _count(s) >= enough)
 
     def relax(k: int, limit: int) -> None:
         """Relax the first ``limit`` rows of sample k: ``relax`` reads an output folder holding
@@ -254,7 +267,8 @@ def cmd_mp20(args) -> None:
         (view / "manifest.json").write_text(json.dumps({**m, "count": len(entries), "entries": entries}, indent=1))
         clock.run("relax", view, "--out", out / f"relaxed_{k}", *relax_extra)
 
-    predict(0, args.rows)
+    # sample 0 of the rows the relaxation stages need first, the rest of the rows last
+    predict(0, args.rows, enough=max(args.relax_rows, args.k_rows))
     relax(0, args.relax_rows)
     for k in range(1, args.k):
         predict(k, args.k_rows)
@@ -273,6 +287,8 @@ def cmd_mp20(args) -> None:
         if _count(formula / "relaxed" / mid) < _count(p) and not clock.run(
                 "relax", p, "--out", formula / "relaxed" / mid, *relax_extra):
             break
+
+    predict(0, args.rows)
 
     # ---- evaluation of what is finished
     evaluated: dict = {}
