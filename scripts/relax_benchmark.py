@@ -2,10 +2,13 @@
 
     # (a) the 30 known compounds: predict from formula + space group (default model), relax, compare
     python scripts/relax_benchmark.py known --out runs/relax_bench/known
-    # (c) MP-20 test subset, ground-truth templates: one sample, one relaxed, lowest energy of K relaxed
-    python scripts/relax_benchmark.py mp20 --rows 500 --k 10 --out runs/relax_bench/mp20
+    # (c) MP-20 test subset: ground-truth templates (one sample; it relaxed; lowest energy of K
+    #     relaxed samples) and formula alone (top-1; relaxed; lowest energy of the top-K relaxed);
+    #     each stage on the first rows it reaches, resumable (rerun the same command to continue)
+    python scripts/relax_benchmark.py mp20 --rows 500 --relax-rows 500 --k 10 --k-rows 500 \
+        --formula-rows 500 --steps 100 --out /work/runs/relax_bench_mp20 [--minutes 60]
     # (b) cost: relaxation steps and seconds by cell size, from the relax manifests written above
-    python scripts/relax_benchmark.py cost runs/relax_bench/known/relaxed runs/relax_bench/mp20/relaxed_*
+    python scripts/relax_benchmark.py cost runs/relax_bench/known/relaxed /work/runs/relax_bench_mp20/relaxed_*
     # batched (lockstep) against one at a time, BFGS against FIRE
     python scripts/relax_benchmark.py batching --count 8
 
@@ -24,6 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -152,55 +156,183 @@ def cmd_known(args) -> None:
 
 
 # ------------------------------------------------------------------------------------ MP-20
+class Deadline:
+    """Wall-clock budget of a run: each CLI step gets the time left (and is stopped at the deadline;
+    every step it runs resumes where it stopped, so the same command continues the run)."""
+
+    def __init__(self, minutes: float | None):
+        self.end = None if minutes is None else time.monotonic() + 60 * minutes
+
+    def left(self) -> float | None:
+        return None if self.end is None else self.end - time.monotonic()
+
+    def run(self, *args, until=None) -> bool:
+        """``diffcsp-pp ARGS`` within the budget; False if the budget ran out (before or during it).
+        ``until()`` (polled every 10 s) True stops the command early (it resumes on a rerun)."""
+        left = self.left()
+        if left is not None and left <= 0:
+            return False
+        cmd = [sys.executable, "-m", "diffcsp_pp.cli.main", *map(str, args)]
+        print("$ diffcsp-pp " + " ".join(map(str, args)), flush=True)
+        with tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+            while proc.poll() is None:
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    left = self.left()
+                    if (left is not None and left <= 0) or (until is not None and until()):
+                        proc.terminate()
+                        proc.wait()
+                        print("  (stopped" + (" at the time limit" if left is not None and left <= 0 else
+                                              ": enough rows for now") + "; it resumes on a rerun)", flush=True)
+                        return until is not None and until() and not (left is not None and left <= 0)
+            if proc.returncode != 0:
+                err.seek(0)
+                sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{err.read()}")
+        return True
+
+
+def _count(folder: Path) -> int:
+    return manifest(folder)["count"] if (folder / "manifest.json").is_file() else 0
+
+
+def _entries(folder: Path) -> dict:
+    return {e["name"]: e for e in manifest(folder)["entries"]} if (folder / "manifest.json").is_file() else {}
+
+
+def _energy(entry: dict) -> float:
+    e = entry.get("energy_per_atom")
+    return np.inf if e is None else float(e)
+
+
+def _collect(out: Path, label: str, chosen: dict[str, Path], subset, evaluated: dict) -> None:
+    """Evaluate ``chosen`` (material_id -> CIF) against its rows of ``subset`` with ``diffcsp-pp
+    evaluate csp``; the metrics go into ``evaluated[label]``."""
+    if not chosen:
+        return
+    folder = out / "eval" / label
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "cifs").mkdir(parents=True)
+    for mid, cif in chosen.items():
+        shutil.copy(cif, folder / "cifs" / f"{mid}.cif")
+    ref = folder / "ref.csv"
+    subset[subset.material_id.isin(list(chosen))].to_csv(ref, index=False)
+    cli("evaluate", "csp", "--pred", folder / "cifs", "--ref", ref, "--out", folder / "metrics.json", "--quiet")
+    res = json.loads((folder / "metrics.json").read_text())
+    evaluated[label] = {"rows": len(chosen), "match_rate": res["match_rate"], "rmse": res["rmse"]}
+
+
 def cmd_mp20(args) -> None:
+    """Ground-truth templates (``predict --csv``, sample k seeded 1000·k) and formula alone
+    (``predict --formula F --top-k K``, the row's reduced formula); every candidate relaxed with
+    ``relax``. Stages, in order, each resumable: (1) one sample of all --rows; (2) it relaxed for
+    the first --relax-rows; (3) samples 1..K-1, predicted and relaxed, for the first --k-rows;
+    (4) formula alone, top-K, relaxed, for the first --formula-rows. Each metric is computed on the
+    rows its stage finished, and the unrelaxed / relaxed one-sample metrics also on those rows."""
     import pandas as pd
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    subset = out / f"test_subset_{args.rows}_seed{args.subset_seed}.csv"
-    if not subset.is_file():
-        df = pd.read_csv(MP20_TEST)
-        df.sample(n=args.rows, random_state=args.subset_seed).to_csv(subset, index=False)
+    subset_file = out / f"test_subset_{args.rows}_seed{args.subset_seed}.csv"
+    if not subset_file.is_file():
+        pd.read_csv(MP20_TEST).sample(n=args.rows, random_state=args.subset_seed).to_csv(subset_file, index=False)
+    subset = pd.read_csv(subset_file)
+    ids = list(subset.material_id)
     extra = (["--model", args.model] if args.model else []) + (["--steps", args.steps] if args.steps else [])
-    metrics = {}
+    relax_extra = ["--batch-size", args.relax_batch, "--quiet"]
+    clock = Deadline(args.minutes)
 
-    def evaluate(pred: Path, label: str) -> None:
-        m = out / f"metrics_{label}.json"
-        if not m.is_file():
-            cli("evaluate", "csp", "--pred", pred, "--ref", subset, "--out", m, "--quiet")
-        res = json.loads(m.read_text())
-        metrics[label] = {"match_rate": res["match_rate"], "rmse": res["rmse"]}
-
-    relaxed = []
-    for k in range(args.k):
+    def predict(k: int, limit: int, enough: int | None = None) -> None:
+        """Sample k of the first ``limit`` rows (stopped once ``enough`` rows are written)."""
         s = out / f"sample_{k}"
-        if not (s / "manifest.json").is_file() or manifest(s)["count"] < args.rows:
-            cli("predict", "--csv", subset, "--seed", 1000 * k, "--out", s, "--quiet", *extra)
-        r = out / f"relaxed_{k}"
-        if not (r / "manifest.json").is_file() or manifest(r)["count"] < args.rows:
-            cli("relax", s, "--out", r, "--quiet")
-        relaxed.append(r)
-    evaluate(out / "sample_0", "one_sample")
-    evaluate(out / "relaxed_0", "one_relaxed")
-    # lowest energy per atom of the first K relaxed candidates of each row
-    entries = [{e["name"]: e for e in manifest(r)["entries"]} for r in relaxed]
-    for k in sorted({kk for kk in (5, 10, args.k) if kk <= args.k}):
-        best = out / f"lowest_energy_of_{k}"
-        shutil.rmtree(best, ignore_errors=True)
-        (best / "cifs").mkdir(parents=True)
-        for name in entries[0]:
-            cands = [(e[name].get("energy_per_atom") if e[name].get("energy_per_atom") is not None else np.inf, j)
-                     for j, e in enumerate(entries[:k])]
-            _, j = min(cands)
-            shutil.copy(relaxed[j] / entries[j][name]["file"], best / "cifs" / f"{name}.cif")
-        evaluate(best / "cifs", f"lowest_energy_of_{k}_relaxed")
-    statuses = [e["relax"]["status"] for ent in entries for e in ent.values()]
-    kept = [e["detected_space_group"] == e["space_group"] for ent in entries for e in ent.values()]
+        if _count(s) < (enough or limit):
+            clock.run("predict", "--csv", subset_file, "--limit", limit, "--batch-size", args.predict_batch,
+                      "--seed", 1000 * k, "--out", s, "--quiet", *extra,
+                      until=None if enough is None else lambda: _count(s) >= enough)
+
+    def relax(k: int, limit: int) -> None:
+        """Relax the first ``limit`` rows of sample k: ``relax`` reads an output folder holding
+        just those (``heads/sample_k``, rewritten as the limit grows; the relax run resumes)."""
+        if _count(out / f"relaxed_{k}") >= limit or _count(out / f"sample_{k}") < limit:
+            return
+        src, view = out / f"sample_{k}", out / "heads" / f"sample_{k}"
+        m = manifest(src)
+        order = {mid: i for i, mid in enumerate(ids)}
+        entries = sorted(m["entries"], key=lambda e: order[e["name"]])[:limit]
+        shutil.rmtree(view, ignore_errors=True)
+        (view / "cifs").mkdir(parents=True)
+        for e in entries:
+            shutil.copy(src / e["file"], view / e["file"])
+        (view / "manifest.json").write_text(json.dumps({**m, "count": len(entries), "entries": entries}, indent=1))
+        clock.run("relax", view, "--out", out / f"relaxed_{k}", *relax_extra)
+
+    # sample 0 of the rows the relaxation stages need first, the rest of the rows last
+    predict(0, args.rows, enough=max(args.relax_rows, args.k_rows))
+    relax(0, args.relax_rows)
+    for k in range(1, args.k):
+        predict(k, args.k_rows)
+        relax(k, args.k_rows)
+    formula = out / f"formula_top{args.k}"  # its own folder per K (predict --top-k K)
+    for mid, cif in zip(ids[: args.formula_rows], subset.cif[: args.formula_rows]):
+        from pymatgen.core import Composition
+
+        from diffcsp_pp.data.sources import parse_cif
+
+        f = Composition(parse_cif(cif).composition.reduced_formula).formula.replace(" ", "")
+        p = formula / "pred" / mid
+        if _count(p) == 0 and not clock.run("predict", "--formula", f, "--top-k", args.k, "--seed", 0, "--out", p,
+                                            "--quiet", *extra):
+            break
+        if _count(formula / "relaxed" / mid) < _count(p) and not clock.run(
+                "relax", p, "--out", formula / "relaxed" / mid, *relax_extra):
+            break
+
+    predict(0, args.rows)
+
+    # ---- evaluation of what is finished
+    evaluated: dict = {}
+    sample = [_entries(out / f"sample_{k}") for k in range(args.k)]
+    relaxed = [_entries(out / f"relaxed_{k}") for k in range(args.k)]
+    cif = lambda k, kind, mid: out / f"{kind}_{k}" / (sample if kind == "sample" else relaxed)[k][mid]["file"]  # noqa: E731
+    all_rows = [m for m in ids if m in sample[0]]
+    _collect(out, "gt_one_sample_all", {m: cif(0, "sample", m) for m in all_rows}, subset, evaluated)
+    b_rows = [m for m in all_rows if m in relaxed[0]]
+    _collect(out, "gt_one_sample_relaxrows", {m: cif(0, "sample", m) for m in b_rows}, subset, evaluated)
+    _collect(out, "gt_one_relaxed_relaxrows", {m: cif(0, "relaxed", m) for m in b_rows}, subset, evaluated)
+    k_rows = [m for m in b_rows if all(m in r for r in relaxed)] if args.k > 1 else []
+    if k_rows:
+        _collect(out, "gt_one_sample_krows", {m: cif(0, "sample", m) for m in k_rows}, subset, evaluated)
+        _collect(out, "gt_one_relaxed_krows", {m: cif(0, "relaxed", m) for m in k_rows}, subset, evaluated)
+        for kk in sorted({kk for kk in (5, args.k) if kk <= args.k}):
+            best = {m: min(range(kk), key=lambda j, m=m: (_energy(relaxed[j][m]), j)) for m in k_rows}
+            _collect(out, f"gt_lowest_energy_of_{kk}_relaxed_krows", {m: cif(j, "relaxed", m) for m, j in best.items()},
+                     subset, evaluated)
+    f_rows = [m for m in ids if _count(formula / "relaxed" / m) and _count(formula / "relaxed" / m) == _count(
+        formula / "pred" / m)]
+    if f_rows:
+        fp = {m: manifest(formula / "pred" / m)["entries"] for m in f_rows}  # rank order (names *_rank1, ...)
+        fr = {m: _entries(formula / "relaxed" / m) for m in f_rows}
+        _collect(out, "formula_top1", {m: formula / "pred" / m / fp[m][0]["file"] for m in f_rows}, subset, evaluated)
+        _collect(out, "formula_top1_relaxed", {m: formula / "relaxed" / m / fr[m][fp[m][0]["name"]]["file"]
+                                               for m in f_rows}, subset, evaluated)
+        for kk in sorted({kk for kk in (5, args.k) if kk <= args.k}):
+            chosen = {}
+            for m in f_rows:
+                names = [e["name"] for e in fp[m][:kk]]
+                best = min(names, key=lambda n, m=m: (_energy(fr[m][n]), names.index(n)))
+                chosen[m] = formula / "relaxed" / m / fr[m][best]["file"]
+            _collect(out, f"formula_lowest_energy_of_top{kk}_relaxed", chosen, subset, evaluated)
+    records = [e for ent in relaxed for e in ent.values()] + [
+        e for m in f_rows for e in _entries(formula / "relaxed" / m).values()]
+    statuses = [e["relax"]["status"] for e in records]
     summary = {"rows": args.rows, "subset_seed": args.subset_seed, "k": args.k, "model": args.model or "mp20-csp",
                "sampler_steps": args.steps or "default (999)",
-               "metrics": metrics, "relaxations": len(statuses),
+               "rows_done": {"one_sample": len(all_rows), "one_relaxed": len(b_rows), "k_samples_relaxed": len(k_rows),
+                             "formula_top_k_relaxed": len(f_rows)},
+               "metrics": evaluated, "relaxations": len(statuses),
                "statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
-               "requested_group_kept": int(sum(kept))}
+               "requested_group_kept": int(sum(e["detected_space_group"] == e["space_group"] for e in records))}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
 
@@ -268,13 +400,20 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, help="sampler steps (default: predict's, the paper's 999)")
     p.set_defaults(func=cmd_known)
-    p = sub.add_parser("mp20", help="MP-20 test subset with ground-truth templates")
+    p = sub.add_parser("mp20", help="MP-20 test subset: ground-truth templates and formula alone")
     p.add_argument("--out", required=True)
-    p.add_argument("--rows", type=int, default=500)
+    p.add_argument("--rows", type=int, default=500, help="seeded subset of the test split; one sample each")
+    p.add_argument("--relax-rows", type=int, help="first rows whose sample is relaxed (default --rows)")
+    p.add_argument("--k-rows", type=int, default=0, help="first rows with K relaxed samples")
+    p.add_argument("--formula-rows", type=int, default=0, help="first rows predicted from the formula (top-K)")
     p.add_argument("--subset-seed", type=int, default=0)
     p.add_argument("--k", type=int, default=10, help="candidates per row (lowest energy of 5 and of K)")
     p.add_argument("--model")
     p.add_argument("--steps", type=int, help="sampler steps (default: predict's, the paper's 999)")
+    p.add_argument("--predict-batch", type=int, default=50, help="predict --batch-size (the unit a rerun resumes)")
+    p.add_argument("--relax-batch", type=int, default=4, help="relax --batch-size (the unit a rerun resumes)")
+    p.add_argument("--minutes", type=float, help="stop the work after this many minutes, then evaluate what is "
+                   "finished (the same command continues)")
     p.set_defaults(func=cmd_mp20)
     p = sub.add_parser("cost", help="relaxation steps and seconds by cell size")
     p.add_argument("folders", nargs="+", help="relax output folders")
@@ -284,6 +423,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=cmd_batching)
     args = parser.parse_args()
+    if getattr(args, "relax_rows", 0) is None:
+        args.relax_rows = args.rows
     args.func(args)
 
 

@@ -71,6 +71,21 @@ def test_predict_reduced_formula_and_explicit_wyckoff(tmp_path):
     assert [len(x) for x in many] == [1, 1] and len(many[1][0]) == 8
 
 
+def test_assignments_that_cannot_have_the_group_are_never_chosen(tmp_path):
+    """MoS2 in P6_3/mmc: Mo:2a S:2c S:2d always has the translation (0, 0, 1/2) (P6/mmm). Even where
+    its species-free pattern is the most frequent in training, it is not a candidate, and given
+    explicitly it is a ValueError naming it."""
+    m = DiffCSPPP.load(_run(tmp_path, stats={"194:2a,2c,2d": 50, "194:2c,4f": 1}))
+    chosen = [sorted(a) for a, _ in m.templates_for("MoS2", 194, limit=20)]
+    never = [sorted([("Mo", mo), *(("S", s) for s in others)])
+             for mo in ("2a", "2b") for others in (("2c", "2d"), ("4e",))]  # all four keep (0, 0, 1/2)
+    assert len(chosen) == 20 - 4 and not any(a in never for a in chosen)
+    # the frequent pattern still ranks first, with Mo where the pattern can have its group
+    assert chosen[0] in ([("Mo", "2c"), ("S", "2a"), ("S", "2d")], [("Mo", "2d"), ("S", "2a"), ("S", "2c")])
+    with pytest.raises(ValueError, match="Mo:2a S:2c S:2d.*cannot have space group 194"):
+        m.templates_for("MoS2", 194, wyckoff="Mo:2a S:2c S:2d")
+
+
 def test_old_names_work_with_a_deprecation_warning(tmp_path):
     """predict_many, the sampler keywords (steps=, precision=) and generate_many / _gen_plan keep
     working for one release, each with a DeprecationWarning, and give the new calls' structures."""

@@ -62,6 +62,7 @@ def test_predict_formula_and_csv(tmp_path):
         (["--formula", "SrTiO3", "--space-group", "999"], "space group"),
         (["--formula", "Xx3", "--space-group", "221"], "unknown element"),
         (["--formula", "SrTiO3", "--space-group", "221", "--wyckoff", "Sr:1a Ti:1a O:3c"], "only one orbit"),
+        (["--formula", "MoS2", "--space-group", "194", "--wyckoff", "Mo:2a S:2c S:2d"], "always have more symmetry"),
         (["--formula", "SrTiO3"], "template_index.npz"),  # formula alone needs the model's template index
         (["--formula", "SrTiO3", "--space-group", "221", "--top-k", "2"], "--top-k applies"),
         (["--formula", "SrTiO3", "--space-group", "221", "-n", "0"], "must be >= 1"),

@@ -18,6 +18,7 @@ uninterrupted run draws, whatever was done before.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -25,7 +26,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from .data.template_stats import TemplateStats
 from .sample.engine import Engine
 from .sample.provenance import Provenance, wyckoff_text
-from .symmetry.enumerate import parse_formula, wyckoff_assignments
+from .symmetry.enumerate import parse_formula, realizes_space_group, wyckoff_assignments
 from .symmetry.families import check_space_group
 from .symmetry.templates import build_template
 from .symmetry.wyckoff import wyckoff_position
@@ -64,7 +65,9 @@ def wyckoff_candidates(stats: TemplateStats, formula: str, space_group: int, wyc
 
     A formula whose counts have a common divisor is the full cell; a reduced one is multiplied by
     the smallest Z (up to MAX_ATOMS atoms) that admits an assignment. A given ``wyckoff`` must add
-    up to the formula (times Z). Otherwise the assignments are ranked by the training count of the
+    up to the formula (times Z) and be able to have the group
+    (:func:`~diffcsp_pp.symmetry.enumerate.realizes_space_group`). Otherwise the assignments that
+    can have the group (at the smallest Z that has one) are ranked by the training count of the
     species-resolved pattern, then of the pattern alone, then by chemical similarity to the training
     decorations of the pattern (:mod:`diffcsp_pp.sample.ranking`), then fewer orbits, then
     enumeration order.
@@ -82,6 +85,9 @@ def wyckoff_candidates(stats: TemplateStats, formula: str, space_group: int, wyc
         if z is None:
             raise ValueError(f"Wyckoff assignment {wyckoff!r} gives {_fmt(got)}, which does not add up to {formula}"
                              + (" (or a multiple of it)" if reduced else ""))
+        if not realizes_space_group(number, sites):
+            raise ValueError(f"Wyckoff assignment {wyckoff!r} cannot have space group {number}: its orbits together "
+                             "always have more symmetry (e.g. a translation that halves the cell)")
         return [(sites, z)]
     for z in (range(1, MAX_ATOMS // sum(comp.values()) + 1) if reduced else [1]):
         found = wyckoff_assignments(number, {el: n * z for el, n in comp.items()}, limit=2000)
@@ -95,8 +101,11 @@ def wyckoff_candidates(stats: TemplateStats, formula: str, space_group: int, wyc
                 return (-stats.count(number, labels, species), -stats.count(number, labels),
                         -decoration_score(number, item[1], known), len(item[1]), item[0])
 
-            ranked = sorted(enumerate(found), key=rank)
-            return [(a, z) for _, a in ranked[:limit]]
+            ranked = (a for _, a in sorted(enumerate(found), key=rank))
+            # assignments whose orbits always have more symmetry than the group are never drawn
+            kept = list(itertools.islice((a for a in ranked if realizes_space_group(number, a)), limit))
+            if kept:
+                return [(a, z) for a in kept]
     fits = _fitting_multiples(number, comp)
     hint = f"; formula-unit multiples that fit: {', '.join(map(str, fits))}" if fits else "; no multiple up to " \
            f"{MAX_ATOMS} atoms fits"

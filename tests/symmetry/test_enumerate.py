@@ -69,3 +69,43 @@ def test_formula_unit_multiples():
         wyckoff_assignments(221, {"Na": 0})
     with pytest.raises(ValueError, match="space group"):
         wyckoff_assignments(0, {"Na": 1})
+
+
+def _spglib_ops(sg, sites, seed=3):
+    """spglib's (group, operations) of one generic realisation of an assignment (random free
+    coordinates, a generic lattice of the family), built independently of realizes_space_group."""
+    import numpy as np
+    import spglib
+
+    from diffcsp_pp.symmetry import lattice_from_params
+
+    t = build_template(sg, sites)
+    rng = np.random.default_rng(seed)
+    lengths = {194: [4.1, 4.1, 11.3], 225: [5.3, 5.3, 5.3]}[sg]
+    angles = {194: [90.0, 90.0, 120.0], 225: [90.0, 90.0, 90.0]}[sg]
+    cell = (lattice_from_params(np.array(lengths), np.array(angles)), t.random_frac_coords(rng), t.atom_types)
+    return spglib.get_symmetry_dataset(cell, symprec=1e-3)
+
+
+def test_assignments_that_always_have_more_symmetry():
+    """MoS2 as Mo:2a S:2c S:2d in P6_3/mmc (what the default model once returned as P6/mmm) is
+    invariant under the pure translation (0, 0, 1/2) whatever the lattice: spglib finds it on an
+    independent realisation, and realizes_space_group rejects the assignment; Pt on 4a + 4b of
+    Fm-3m is simple cubic. The known 2H-MoS2 assignment (Mo:2c S:4f) and rock salt are kept."""
+    import numpy as np
+
+    from diffcsp_pp.symmetry.enumerate import realizes_space_group
+
+    bad = [("Mo", "2a"), ("S", "2c"), ("S", "2d")]
+    ds = _spglib_ops(194, bad)
+    assert ds.number == 191
+    pure = [tr % 1 for rot, tr in zip(ds.rotations, ds.translations) if (rot == np.eye(3)).all()]
+    assert any(np.allclose(tr, [0, 0, 0.5], atol=1e-6) for tr in pure)
+    assert not realizes_space_group(194, bad)
+    assert not realizes_space_group(194, [("Mo", "2a"), ("S", "4e")])  # all on the c axis: (0, 0, 1/2) again
+    assert _spglib_ops(225, [("Pt", "4a"), ("Pt", "4b")]).number == 221
+    assert not realizes_space_group(225, [("Pt", "4a"), ("Pt", "4b")])
+    for sg, good in [(194, [("Mo", "2c"), ("S", "4f")]), (194, [("Mo", "2a"), ("S", "2c"), ("Se", "2d")]),
+                     (225, [("Na", "4a"), ("Cl", "4b")])]:
+        assert _spglib_ops(sg, good).number == sg
+        assert realizes_space_group(sg, good)

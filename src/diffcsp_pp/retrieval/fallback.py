@@ -13,12 +13,15 @@ Rule (documented in :meth:`diffcsp_pp.DiffCSPPP.predict`), using the model's ``t
    training frequency; in each, the smallest z admitting a Wyckoff assignment
    (:func:`~diffcsp_pp.symmetry.enumerate.wyckoff_assignments`) and, at that z, the assignment
    with the fewest orbits (then enumeration order). One template per space group.
+   Under either rule, a sharing or assignment whose orbits always have more symmetry than its
+   group (:func:`~diffcsp_pp.symmetry.enumerate.realizes_space_group`) is skipped.
 3. Nothing found (or no statistics): ``ValueError``. P1 is never used unless it is itself a
    training pattern ranked by these rules.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,7 +80,7 @@ def _share(labels: list[str], mults: list[int], target: dict[str, int]) -> list[
 def enumerated_templates(composition: Mapping[str, int], pattern_counts: Mapping[str, int], limit: int,
                          max_atoms: int = 200) -> list[EnumeratedTemplate]:
     """Up to ``limit`` ranked fallback templates for a composition (see the module docstring)."""
-    from ..symmetry.enumerate import wyckoff_assignments
+    from ..symmetry.enumerate import realizes_space_group, wyckoff_assignments
     from ..symmetry.wyckoff import wyckoff_position
 
     per_unit = sum(int(v) for v in composition.values())
@@ -96,8 +99,10 @@ def enumerated_templates(composition: Mapping[str, int], pattern_counts: Mapping
         if sites is not None:
             found.append((-count, total, len(labels), f"{sg}:{','.join(labels)}",
                           EnumeratedTemplate(sg, sites, z, float(count), "training_pattern")))
-    if found:
-        return [item[-1] for item in sorted(found, key=lambda t: t[:4])[:limit]]
+    ranked = (item[-1] for item in sorted(found, key=lambda t: t[:4]))
+    usable = list(itertools.islice((e for e in ranked if realizes_space_group(e.space_group, e.sites)), limit))
+    if usable:
+        return usable
 
     group_freq: dict[int, int] = defaultdict(int)
     for sg, _, count in patterns:
@@ -105,7 +110,8 @@ def enumerated_templates(composition: Mapping[str, int], pattern_counts: Mapping
     out = []
     for sg in sorted(group_freq, key=lambda g: (-group_freq[g], g)):
         for z in range(1, max_atoms // per_unit + 1):
-            options = wyckoff_assignments(sg, {el: int(n) * z for el, n in composition.items()}, limit=200)
+            options = [a for a in wyckoff_assignments(sg, {el: int(n) * z for el, n in composition.items()}, limit=200)
+                       if realizes_space_group(sg, a)]
             if options:
                 best = min(range(len(options)), key=lambda i: (len(options[i]), i))
                 out.append(EnumeratedTemplate(sg, options[best], z, float(group_freq[sg]), "space_group_enumeration"))

@@ -4,6 +4,12 @@ An assignment gives every atom of the conventional cell an orbit: for each eleme
 Wyckoff positions whose multiplicities add up to the element's count. A position without free
 parameters (``dof == 0``) is a single set of points, so it can hold at most one orbit in the whole
 crystal; positions with free parameters can hold any number.
+
+Not every such assignment can have its space group: orbits can together be invariant under more
+operations than the group's for *every* lattice and coordinates (MoS2 as Mo:2a S:2c S:2d in P6₃/mmc
+is invariant under the translation (0, 0, ½), so it is always P6/mmm with half the cell; Pt on 4a
+and 4b of Fm-3m is always simple cubic). :func:`realizes_space_group` tells them apart; the
+consumers of the enumeration skip the assignments that fail it.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import re
 from collections.abc import Mapping
 
 from .families import check_space_group
-from .templates import atomic_number
+from .templates import atomic_number, build_template
 from .wyckoff import wyckoff_positions
 
 _TOKEN = re.compile(r"([A-Z][a-z]?)(\d*)")
@@ -91,6 +97,37 @@ def wyckoff_assignments(
 
     over_elements(0, frozenset(), [])
     return results
+
+
+#: Volume per atom (Å³) of the generic cells of :func:`realizes_space_group`.
+_GENERIC_VOLUME_PER_ATOM = 15.0
+
+
+def realizes_space_group(space_group: int, sites, symprec: float = 1e-3, tries: int = 2, seed: int = 0) -> bool:
+    """Whether a Wyckoff assignment ``[(element, label), ...]`` can have exactly its space group.
+
+    Builds the crystal with a generic lattice of the group's family and uniform random free
+    coordinates (fixed seed) and asks spglib for its group: a generic realisation has only the
+    symmetry the orbits force on every realisation, so a supergroup here means the assignment can
+    never give the group (see the module docstring). ``tries`` generic draws, True at the first that
+    has the group (a draw can only fall on special values by chance, with probability ~0).
+    """
+    import numpy as np
+    from pymatgen.core import Lattice, Structure
+
+    from .analyze import detect_space_group
+    from .families import project_k
+    from .lattice_k import lattice_from_k
+
+    template = build_template(space_group, sites)
+    rng = np.random.default_rng([int(seed), int(template.space_group)])
+    for _ in range(tries):
+        k = project_k(rng.normal(0.0, 0.2, 6), template.space_group)
+        structure = Structure(Lattice(lattice_from_k(k)), template.atom_species, template.random_frac_coords(rng))
+        structure.scale_lattice(_GENERIC_VOLUME_PER_ATOM * template.num_atoms)
+        if detect_space_group(structure, symprec) == template.space_group:
+            return True
+    return False
 
 
 def formula_unit_multiples(space_group: int, composition: Mapping[str, int], max_atoms: int = 200) -> list[int]:
