@@ -22,6 +22,7 @@ import math
 import re
 from collections.abc import Callable, Collection, Iterator, Sequence
 
+from . import policy
 from .data.template_stats import TemplateStats
 from .sample.engine import Engine
 from .sample.provenance import Provenance, wyckoff_text
@@ -30,7 +31,8 @@ from .symmetry.families import check_space_group
 from .symmetry.templates import build_template
 from .symmetry.wyckoff import wyckoff_position
 
-#: Largest conventional cell built from a reduced formula.
+#: Largest conventional cell the formula-unit search builds from a reduced formula (a full-cell
+#: formula or a given assignment may be larger, up to the ``atoms_per_cell`` limit of :mod:`diffcsp_pp.policy`).
 MAX_ATOMS = 200
 #: Default batch sizes of the dataset jobs (the CLI's ``--batch-size`` defaults).
 PREDICT_BATCH = 256
@@ -70,14 +72,17 @@ def wyckoff_candidates(stats: TemplateStats, formula: str, space_group: int, wyc
     enumeration order.
     """
     number = check_space_group(space_group)
-    comp = parse_formula(formula)
+    comp = model_formula(formula)
     reduced = math.gcd(*comp.values()) == 1
+    if not reduced:  # the full cell: bounded before any enumeration
+        policy.check("atoms_per_cell", sum(comp.values()), f"atoms in the cell of {formula}")
     if wyckoff is not None:
         sites = parse_wyckoff(wyckoff)
         build_template(number, sites)  # validates letters and elements
         got: dict[str, int] = {}
         for el, letter in sites:
             got[el] = got.get(el, 0) + wyckoff_position(number, letter).multiplicity
+        policy.check("atoms_per_cell", sum(got.values()), f"atoms of the Wyckoff assignment {wyckoff!r}")
         z = _multiple_of(got, comp) if reduced else (1 if got == comp else None)
         if z is None:
             raise ValueError(f"Wyckoff assignment {wyckoff!r} gives {_fmt(got)}, which does not add up to {formula}"
@@ -122,6 +127,7 @@ def generation_plan(stats: TemplateStats, n: int, space_group: int | None = None
     from .sample.patterns import draw_patterns
 
     _check_count(n, "n")
+    policy.check("structures", n, "n")
     if wyckoff is not None:
         if space_group is None:
             raise ValueError("a Wyckoff pattern needs a space group")
@@ -130,6 +136,8 @@ def generation_plan(stats: TemplateStats, n: int, space_group: int | None = None
         if not tokens:
             raise ValueError(f"empty Wyckoff pattern {wyckoff!r}")
         labels = tuple(wyckoff_position(number, t).label for t in tokens)
+        policy.check("atoms_per_cell", sum(wyckoff_position(number, lab).multiplicity for lab in labels),
+                     f"atoms of the Wyckoff pattern {wyckoff!r}")
         build_template(number, [("H", lab) for lab in labels])  # fixed positions used twice -> ValueError
         return [(number, labels)] * n
     return draw_patterns(stats, n, space_group, np.random.default_rng([int(seed), 7]))
@@ -160,6 +168,7 @@ def predict(engine: Engine, stats: TemplateStats, formulas: Sequence[str], space
     seeded with ``seed``; ``n`` cycles over the best Wyckoff candidates."""
     _check_task(engine, "csp")
     _check_count(n, "n")
+    policy.check("structures", n * len(formulas), "structures requested (n x formulas)")
     wyckoffs = [None] * len(formulas) if wyckoffs is None else list(wyckoffs)
     if not (len(formulas) == len(space_groups) == len(wyckoffs)):
         raise ValueError("formulas, space_groups and wyckoffs must have the same length")
@@ -179,6 +188,7 @@ def batches(count: int, batch_size: int, seed: int, done: Collection[int] = ()) 
     """(item indices, seed) of each batch of a batched job that still has an item not in ``done``:
     batch b holds items ``b·batch_size ...`` of the whole input and is seeded ``seed + b``."""
     _check_count(batch_size, "batch_size")
+    policy.check("batch_size", batch_size, "batch_size")
     for b, lo in enumerate(range(0, count, batch_size)):
         idx = range(lo, min(lo + batch_size, count))
         if not all(i in done for i in idx):
@@ -225,10 +235,11 @@ def predict_from_formula(engine: Engine, folder, formula: str, top_k: int = 1, s
 
     _check_task(engine, "csp")
     _check_count(top_k, "top_k")
+    policy.check("structures", top_k, "top_k")
     diff_ratio = engine.run_config.formula_diff_ratio() if diff_ratio is None else diff_ratio
     if diff_ratio != 0 and not (isinstance(diff_ratio, (int, float)) and 0 < diff_ratio < 1):
         raise ValueError(f"diff_ratio must be 0 (template only) or in (0, 1), got {diff_ratio!r}")
-    comp = parse_formula(formula)
+    comp = model_formula(formula)
     index, scorer = folder.template_index()
     candidates = retrieve(index, scorer, comp, top_k=top_k, max_atoms=MAX_ATOMS)
     if not candidates:
@@ -302,6 +313,20 @@ def generate(engine: Engine, plan: Sequence[tuple[int, Sequence[str]]], seed: in
 
 
 # -------------------------------------------------------------------------------------- helpers
+def model_formula(formula: str) -> dict[str, int]:
+    """:func:`~diffcsp_pp.symmetry.enumerate.parse_formula`, restricted to the elements the network
+    embeds (Z <= NUM_ELEMENTS): ValueError naming the element otherwise, before any sampling."""
+    from .symmetry.constants import NUM_ELEMENTS
+    from .symmetry.templates import atomic_number
+
+    comp = parse_formula(formula)
+    for el in comp:
+        if atomic_number(el) > NUM_ELEMENTS:
+            raise ValueError(f"{el} (Z = {atomic_number(el)}) in {formula!r} is beyond the elements the model knows "
+                             f"(Z <= {NUM_ELEMENTS})")
+    return comp
+
+
 def _check_task(engine: Engine, task: str) -> None:
     if engine.task != task:
         raise ValueError("this is an ab initio generation model; prediction needs a CSP model" if task == "csp" else
