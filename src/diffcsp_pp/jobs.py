@@ -144,21 +144,71 @@ def generation_plan(stats: TemplateStats, n: int, space_group: int | None = None
 
 
 def dataset_infos(data, symprec: float | None) -> list:
-    """SymmetryInfos of a dataset: a CSV (``material_id``, ``cif``) or CIF folder, preprocessed with
-    ``symprec`` (cached, :func:`diffcsp_pp.data.preprocess.preprocess`), or a list given as is."""
+    """SymmetryInfos of a dataset that the model can take (:func:`dataset_rows`, without the report)."""
+    return dataset_rows(data, symprec)[0]
+
+
+def dataset_rows(data, symprec: float | None) -> tuple[list, list[dict]]:
+    """(SymmetryInfos the model can take, skipped rows) of a dataset: a CSV (``material_id``,
+    ``cif``) or CIF folder, preprocessed with ``symprec`` (cached,
+    :func:`diffcsp_pp.data.preprocess.preprocess`), or a list of SymmetryInfos.
+
+    A skipped row is ``{"row", "material_id", "reason", "detail"}``: a row the analysis rejected
+    (malformed or empty CIF, disorder, ...: the preprocessing report's reasons), or a crystal above
+    the ``atoms_per_cell`` limit (``too_many_atoms``) or with an element the network does not embed
+    (``element_out_of_range``). Nothing is dropped without an entry here.
+    """
+    import json
     import os
     from pathlib import Path
 
-    if not isinstance(data, (str, os.PathLike)):
-        return list(data)
-    from .data.preprocess import PreprocessConfig, preprocess
-    from .data.registry import default_cache_dir
-    from .data.store import load_records
+    from .symmetry.constants import NUM_ELEMENTS
 
-    if not Path(data).exists():
-        raise FileNotFoundError(f"no such file or folder: {data}")
-    res = preprocess(data, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=symprec), progress=False)
-    return load_records(res.output)
+    skipped: list[dict] = []
+    if not isinstance(data, (str, os.PathLike)):
+        infos, rows = list(data), list(range(len(data)))
+    else:
+        from .data.preprocess import PreprocessConfig, preprocess
+        from .data.registry import default_cache_dir
+        from .data.store import load_records, load_rows
+
+        if not Path(data).exists():
+            raise FileNotFoundError(f"no such file or folder: {data}")
+        res = preprocess(data, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=symprec), progress=False)
+        infos, rows = load_records(res.output), [int(r) for r in load_rows(res.output)]
+        skipped = [{k: f.get(k) for k in ("row", "material_id", "reason", "detail")}
+                   for f in json.loads(res.report.read_text()).get("failures", [])]
+    bound = policy.limits().atoms_per_cell
+    kept = []
+    for row, info in zip(rows, infos, strict=True):
+        top = int(max(info.atom_types))
+        if info.num_atoms > bound:
+            skipped.append({"row": row, "material_id": info.structure_id, "reason": "too_many_atoms",
+                            "detail": f"{info.num_atoms} atoms in the conventional cell, above the limit atoms_per_cell "
+                                      f"= {bound} (--raise-limit atoms_per_cell=N)"})
+        elif top > NUM_ELEMENTS:
+            skipped.append({"row": row, "material_id": info.structure_id, "reason": "element_out_of_range",
+                            "detail": f"element Z = {top}; the model knows Z <= {NUM_ELEMENTS}"})
+        else:
+            kept.append(info)
+    skipped.sort(key=lambda r: (r["row"] is None, r["row"] or 0))
+    return kept, skipped
+
+
+#: File of the skipped input rows a job writes into its output folder (one JSON object per line).
+SKIPPED_FILE = "skipped.jsonl"
+
+
+def write_skipped(out_dir, skipped: Sequence[dict]):
+    """Write ``skipped`` (rows of :func:`dataset_rows`) to ``out_dir/skipped.jsonl`` atomically, one
+    JSON object per line (an empty file when nothing was skipped, so a rerun never shows stale
+    rows); returns its path."""
+    import json
+    from pathlib import Path
+
+    from .atomic import write_atomic
+
+    return write_atomic(Path(out_dir) / SKIPPED_FILE, "".join(json.dumps(r) + "\n" for r in skipped))
 
 
 # ----------------------------------------------------------------------------------------- jobs

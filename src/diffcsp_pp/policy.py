@@ -27,8 +27,10 @@ import contextlib
 import dataclasses
 import math
 import numbers
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -116,3 +118,35 @@ def check_finite(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
+
+
+def check_output_folder(path, flag: str = "--out") -> Path:
+    """An output folder checked before any work: not empty, not an existing file, and under a
+    folder this process may write to (nothing is created here). ValueError / PermissionError
+    naming the path otherwise."""
+    text = "" if path is None else os.fspath(path)
+    if not str(text).strip():
+        raise ValueError(f"{flag} must name a folder, got an empty string")
+    folder = Path(text)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{flag} {folder} exists and is not a folder")
+    ancestor = folder.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"{flag} {folder} cannot be created: {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(f"{flag} {folder}: {ancestor} is not writable")
+    return folder
+
+
+def check_output_file(path, flag: str = "--out") -> Path:
+    """An output file checked before any work: not empty, not a folder, in a writable folder."""
+    text = "" if path is None else os.fspath(path)
+    if not str(text).strip():
+        raise ValueError(f"{flag} must name a file, got an empty string")
+    target = Path(text)
+    if target.is_dir():
+        raise ValueError(f"{flag} {target} is a folder; give a file name such as metrics.json")
+    check_output_folder(target.absolute().parent, flag)
+    return target
