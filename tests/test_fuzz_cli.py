@@ -263,3 +263,18 @@ def test_api_refuses_bad_values(paths):
         assert fragment in str(info.value), (fragment, info.value)
     with raised_limits(atoms_per_cell=6000), pytest.raises(ValueError, match="T - 1"):
         model.predict("C5000", 227, sampler=SamplerConfig(steps=5000))  # the raised bound lets it reach steps
+
+
+def test_one_atom_cells_sample(paths):
+    """A one-atom conventional cell has no atom pairs (only its self-loop): it once crashed the
+    network's Fourier features. CSP (H in P1, Po in Pm-3m) and ab initio (1a of Pm-3m) now sample."""
+    from diffcsp_pp import DiffCSPPP, SamplerConfig
+
+    cheap = SamplerConfig(steps=2, retries=0)
+    csp = DiffCSPPP.load(paths["CSP"])
+    for formula, group in (("H", 1), ("Po", 221)):
+        (s,) = csp.predict(formula, group, seed=0, sampler=cheap)
+        assert len(s) == 1 and s[0].specie.symbol == formula
+    gen = DiffCSPPP.load(paths["GEN"])
+    (s,) = gen.generate(1, space_group=221, wyckoff="1a", seed=0, sampler=cheap)
+    assert len(s) == 1

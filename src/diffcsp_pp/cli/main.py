@@ -217,6 +217,7 @@ def _check_before_load(args, task: str) -> None:
     from ..folder import DEFAULT_CSP, DEFAULT_GEN, ModelFolder
     from ..symmetry.families import check_space_group
 
+    _relax_options(args, {}, rank_allowed=task == "csp" and args.formula is not None)  # flag combinations first
     policy.check_output_folder(args.out)
     if args.seed is not None:
         _check_seed(args.seed)
