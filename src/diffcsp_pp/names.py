@@ -44,7 +44,7 @@ def safe_output_name(raw: str) -> str:
     SHA-256 of ``raw`` is appended. No extension is added: the caller appends ``.cif`` etc.
 
     Examples: ``"mp-1234"`` -> ``"mp-1234"``; ``"../../x"`` -> ``"_._x-<hash>"``;
-    ``"/abs/path/x"`` -> ``"abs_path_x-<hash>"``; ``""`` -> ``"_-<hash>"``.
+    ``"/abs/path/x"`` -> ``"_abs_path_x-<hash>"``; ``""`` -> ``"_-<hash>"``.
 
     Raises:
         ValueError: ``raw`` is not a string.

@@ -151,6 +151,7 @@ def cmd_train(args) -> int:
 
     from ..data.registry import find_by_checksum
     from ..data.sources import content_hash
+    from ..policy import check, check_output_folder
     from ..train.config import RunConfig, preset_config
     from ..train.run import load_run_config, train
 
@@ -162,8 +163,6 @@ def cmd_train(args) -> int:
         "num_threads": args.threads, "ema_decay": args.ema_decay,
         "ema": False if args.no_ema else None, "max_cpu_hours": args.max_cpu_hours,
     }
-    from ..policy import check, check_output_folder
-
     check_output_folder(args.out)
     check("workers", args.workers, "--workers")
     _check_accelerator(args.accelerator)
@@ -460,10 +459,9 @@ def _describe_energy(entry: dict) -> str:
 
 def cmd_relax(args) -> int:
     """Relax structures (output folders, CIF, POSCAR, extxyz) keeping their space group."""
+    from ..policy import check_output_folder
     from ..relax import load_potential, read_structures, relax_structures
     from ..sample.writer import PredictionWriter
-
-    from ..policy import check_output_folder
 
     check_output_folder(args.out)
     settings = _relax_settings(args)
@@ -535,7 +533,6 @@ def _read_predictions(path: Path) -> tuple[dict, list[str]]:
 def cmd_evaluate(args) -> int:
     from ..data.sources import parse_cif, read_crystals
     from ..evaluate.csp import evaluate_csp, write_rows_csv
-
     from ..policy import check, check_output_file
 
     check_output_file(args.out)
@@ -583,7 +580,6 @@ def cmd_evaluate_gen(args) -> int:
     from ..evaluate.gen import COV_CUTOFFS, detect_dataset, evaluate_gen, read_generated
     from ..evaluate.gen import write_rows_csv as write_gen_rows
     from ..evaluate.plots import plot_gen
-
     from ..policy import check, check_output_file
 
     check_output_file(args.out)
@@ -881,8 +877,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prefix}: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"{prefix}: interrupted (finished outputs are kept; rerun the same command to continue)",
-              file=sys.stderr)
+        print(f"{prefix}: interrupted; what was finished is kept (the same command continues a predict or "
+              "generate run, --resume a training run)", file=sys.stderr)
         return EXIT_INTERRUPTED
     except MemoryError:
         print(f"{prefix}: error: out of memory; lower -n, --batch-size or --workers", file=sys.stderr)
