@@ -40,6 +40,7 @@ def test_symmetry_text_and_json():
         (("symmetry", "no_such.cif"), "no such file"),
         (("symmetry", ROOT / "pyproject.toml"), "cannot read a structure"),
         (("symmetry", SPINEL, "--symprec", "0"), "must be > 0"),
+        (("symmetry", SPINEL, "--symprec", "nan"), "must be > 0"),
         (("preprocess", "no_such.csv", "--out", "x"), "no such file"),
         (("preprocess", ROOT / "pyproject.toml", "--out", "x"), "expected a .csv"),
         (("preprocess", FIXTURES / "perov_5_test.csv.gz", "--out", "x", "--workers", "0"), "must be >= 1"),

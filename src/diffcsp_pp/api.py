@@ -195,10 +195,16 @@ class DiffCSPPP:
 
         ``data``: a CSV (``material_id``, ``cif``) or CIF folder, analysed with the model's symprec
         (cached), or a list of SymmetryInfos. Batches of ``batch_size`` rows, batch b seeded
-        ``seed + b`` (:mod:`diffcsp_pp.jobs`). Returns (material id, Structure) per row.
+        ``seed + b`` (:mod:`diffcsp_pp.jobs`). Returns (material id, Structure) per usable row; rows
+        that cannot be predicted are skipped with a RuntimeWarning (:func:`diffcsp_pp.jobs.dataset_rows`
+        lists each with its reason).
         """
         self._check_task("csp")
-        infos = jobs.dataset_infos(data, self.config.symprec)[:limit]
+        infos, skipped = jobs.dataset_rows(data, self.config.symprec)
+        infos = infos[:limit]
+        if skipped:
+            warnings.warn(f"{len(skipped)} row(s) of the dataset skipped (first: {skipped[0]}); "
+                          "jobs.dataset_rows lists them all", RuntimeWarning, stacklevel=2)
         structures = jobs.predict_dataset(self.engine(sampler), infos, seed=_seed(seed), batch_size=batch_size,
                                           progress=progress)
         return [(i.structure_id, s) for i, s in zip(infos, structures, strict=True)]

@@ -89,19 +89,25 @@ class ModelFolder:
                 raise FileNotFoundError(f"no {self.CONFIG} in {self.path}")
             try:
                 raw = json.loads(path.read_text())
+                if not isinstance(raw, dict):
+                    raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
                 if "sampler" not in raw:
                     raw["sampler"] = self._legacy_card_sampler()
                 self._cache["config"] = RunConfig.from_dict(raw)
-            except (ValueError, KeyError, TypeError, AttributeError) as err:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
                 raise DataError(f"{path} is not a valid run config: {err}") from None
         return self._cache["config"]
 
     def _legacy_card_sampler(self) -> dict:
         """Sampler choices an old folder's card stated (before they moved into config.json)."""
-        found = {k: v for k, v in self._read_card().items() if k in _LEGACY_CARD_KEYS}
+        found = {k: v for k, v in self._read_card(strict=True).items() if k in _LEGACY_CARD_KEYS}
         good = {k: v for k, v in found.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf")
                 and (k != "formula_diff_ratio" or v < 1)}
+        if len(good) < len(found):  # a card that would silently change the defaults is an error
+            bad = {k: v for k, v in found.items() if k not in good}
+            raise DataError(f"{self.path / self.CARD} has invalid sampler values {bad} (step_lr: a number >= 0; "
+                            "formula_diff_ratio: a number in [0, 1))")
         if good:
             warnings.warn(f"{self.path / self.CARD} sets {', '.join(good)}: sampler defaults now live in "
                           f"{self.CONFIG} under \"sampler\" (the card is documentation); the card's values are used "
@@ -130,7 +136,7 @@ class ModelFolder:
             cfg = self.config()
             model = CSPNet(cfg.model)
             model.load_state_dict(load_file(self.file(self.WEIGHTS), device=str(device)))
-        except (ValueError, KeyError, RuntimeError, OSError, SafetensorError) as err:
+        except (ValueError, KeyError, TypeError, RuntimeError, OSError, SafetensorError) as err:
             raise DataError(f"cannot load the model in {self.path}: {err}") from None
         return model.to(device).eval(), cfg
 
@@ -193,13 +199,21 @@ class ModelFolder:
         scorer.save(self.path)
 
     # ------------------------------------------------------------------------------------ card
-    def _read_card(self) -> dict:
+    def _read_card(self, strict: bool = False) -> dict:
+        """The card as a dict ({} without one). A card that is unreadable or not a JSON object is {}
+        for documentation, and a DataError when ``strict`` (its values would decide something)."""
         path = self.file(self.CARD)
         try:
             card = json.loads(path.read_text()) if path.is_file() else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError) as err:
+            if strict:
+                raise DataError(f"cannot read {path}: {err}") from None
             return {}
-        return card if isinstance(card, dict) else {}
+        if not isinstance(card, dict):
+            if strict:
+                raise DataError(f"{path} is not a JSON object")
+            return {}
+        return card
 
     def card(self) -> dict:
         """The model card (documentation; a copy: nothing the package does reads it to decide anything)."""

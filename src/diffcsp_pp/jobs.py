@@ -23,6 +23,7 @@ import math
 import re
 from collections.abc import Callable, Collection, Iterator, Sequence
 
+from . import policy
 from .data.template_stats import TemplateStats
 from .sample.engine import Engine
 from .sample.provenance import Provenance, wyckoff_text
@@ -31,7 +32,8 @@ from .symmetry.families import check_space_group
 from .symmetry.templates import build_template
 from .symmetry.wyckoff import wyckoff_position
 
-#: Largest conventional cell built from a reduced formula.
+#: Largest conventional cell the formula-unit search builds from a reduced formula (a full-cell
+#: formula or a given assignment may be larger, up to the ``atoms_per_cell`` limit of :mod:`diffcsp_pp.policy`).
 MAX_ATOMS = 200
 #: Default batch sizes of the dataset jobs (the CLI's ``--batch-size`` defaults).
 PREDICT_BATCH = 256
@@ -73,14 +75,17 @@ def wyckoff_candidates(stats: TemplateStats, formula: str, space_group: int, wyc
     enumeration order.
     """
     number = check_space_group(space_group)
-    comp = parse_formula(formula)
+    comp = model_formula(formula)
     reduced = math.gcd(*comp.values()) == 1
+    if not reduced:  # the full cell: bounded before any enumeration
+        policy.check("atoms_per_cell", sum(comp.values()), f"atoms in the cell of {formula}")
     if wyckoff is not None:
         sites = parse_wyckoff(wyckoff)
         build_template(number, sites)  # validates letters and elements
         got: dict[str, int] = {}
         for el, letter in sites:
             got[el] = got.get(el, 0) + wyckoff_position(number, letter).multiplicity
+        policy.check("atoms_per_cell", sum(got.values()), f"atoms of the Wyckoff assignment {wyckoff!r}")
         z = _multiple_of(got, comp) if reduced else (1 if got == comp else None)
         if z is None:
             raise ValueError(f"Wyckoff assignment {wyckoff!r} gives {_fmt(got)}, which does not add up to {formula}"
@@ -131,6 +136,7 @@ def generation_plan(stats: TemplateStats, n: int, space_group: int | None = None
     from .sample.patterns import draw_patterns
 
     _check_count(n, "n")
+    policy.check("structures", n, "n")
     if wyckoff is not None:
         if space_group is None:
             raise ValueError("a Wyckoff pattern needs a space group")
@@ -139,27 +145,79 @@ def generation_plan(stats: TemplateStats, n: int, space_group: int | None = None
         if not tokens:
             raise ValueError(f"empty Wyckoff pattern {wyckoff!r}")
         labels = tuple(wyckoff_position(number, t).label for t in tokens)
+        policy.check("atoms_per_cell", sum(wyckoff_position(number, lab).multiplicity for lab in labels),
+                     f"atoms of the Wyckoff pattern {wyckoff!r}")
         build_template(number, [("H", lab) for lab in labels])  # fixed positions used twice -> ValueError
         return [(number, labels)] * n
     return draw_patterns(stats, n, space_group, np.random.default_rng([int(seed), 7]))
 
 
 def dataset_infos(data, symprec: float | None) -> list:
-    """SymmetryInfos of a dataset: a CSV (``material_id``, ``cif``) or CIF folder, preprocessed with
-    ``symprec`` (cached, :func:`diffcsp_pp.data.preprocess.preprocess`), or a list given as is."""
+    """SymmetryInfos of a dataset that the model can take (:func:`dataset_rows`, without the report)."""
+    return dataset_rows(data, symprec)[0]
+
+
+def dataset_rows(data, symprec: float | None) -> tuple[list, list[dict]]:
+    """(SymmetryInfos the model can take, skipped rows) of a dataset: a CSV (``material_id``,
+    ``cif``) or CIF folder, preprocessed with ``symprec`` (cached,
+    :func:`diffcsp_pp.data.preprocess.preprocess`), or a list of SymmetryInfos.
+
+    A skipped row is ``{"row", "material_id", "reason", "detail"}``: a row the analysis rejected
+    (malformed or empty CIF, disorder, ...: the preprocessing report's reasons), or a crystal above
+    the ``atoms_per_cell`` limit (``too_many_atoms``) or with an element the network does not embed
+    (``element_out_of_range``). Nothing is dropped without an entry here.
+    """
+    import json
     import os
     from pathlib import Path
 
-    if not isinstance(data, (str, os.PathLike)):
-        return list(data)
-    from .data.preprocess import PreprocessConfig, preprocess
-    from .data.registry import default_cache_dir
-    from .data.store import load_records
+    from .symmetry.constants import NUM_ELEMENTS
 
-    if not Path(data).exists():
-        raise FileNotFoundError(f"no such file or folder: {data}")
-    res = preprocess(data, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=symprec), progress=False)
-    return load_records(res.output)
+    skipped: list[dict] = []
+    if not isinstance(data, (str, os.PathLike)):
+        infos, rows = list(data), list(range(len(data)))
+    else:
+        from .data.preprocess import PreprocessConfig, preprocess
+        from .data.registry import default_cache_dir
+        from .data.store import load_records, load_rows
+
+        if not Path(data).exists():
+            raise FileNotFoundError(f"no such file or folder: {data}")
+        res = preprocess(data, default_cache_dir() / "preprocessed", PreprocessConfig(symprec=symprec), progress=False)
+        infos, rows = load_records(res.output), [int(r) for r in load_rows(res.output)]
+        skipped = [{k: f.get(k) for k in ("row", "material_id", "reason", "detail")}
+                   for f in json.loads(res.report.read_text()).get("failures", [])]
+    bound = policy.limits().atoms_per_cell
+    kept = []
+    for row, info in zip(rows, infos, strict=True):
+        top = int(max(info.atom_types))
+        if info.num_atoms > bound:
+            skipped.append({"row": row, "material_id": info.structure_id, "reason": "too_many_atoms",
+                            "detail": f"{info.num_atoms} atoms in the conventional cell, above the limit atoms_per_cell "
+                                      f"= {bound} (--raise-limit atoms_per_cell=N)"})
+        elif top > NUM_ELEMENTS:
+            skipped.append({"row": row, "material_id": info.structure_id, "reason": "element_out_of_range",
+                            "detail": f"element Z = {top}; the model knows Z <= {NUM_ELEMENTS}"})
+        else:
+            kept.append(info)
+    skipped.sort(key=lambda r: (r["row"] is None, r["row"] or 0))
+    return kept, skipped
+
+
+#: File of the skipped input rows a job writes into its output folder (one JSON object per line).
+SKIPPED_FILE = "skipped.jsonl"
+
+
+def write_skipped(out_dir, skipped: Sequence[dict]):
+    """Write ``skipped`` (rows of :func:`dataset_rows`) to ``out_dir/skipped.jsonl`` atomically, one
+    JSON object per line (an empty file when nothing was skipped, so a rerun never shows stale
+    rows); returns its path."""
+    import json
+    from pathlib import Path
+
+    from .atomic import write_atomic
+
+    return write_atomic(Path(out_dir) / SKIPPED_FILE, "".join(json.dumps(r) + "\n" for r in skipped))
 
 
 # ----------------------------------------------------------------------------------------- jobs
@@ -169,6 +227,7 @@ def predict(engine: Engine, stats: TemplateStats, formulas: Sequence[str], space
     seeded with ``seed``; ``n`` cycles over the best Wyckoff candidates."""
     _check_task(engine, "csp")
     _check_count(n, "n")
+    policy.check("structures", n * len(formulas), "structures requested (n x formulas)")
     wyckoffs = [None] * len(formulas) if wyckoffs is None else list(wyckoffs)
     if not (len(formulas) == len(space_groups) == len(wyckoffs)):
         raise ValueError("formulas, space_groups and wyckoffs must have the same length")
@@ -188,6 +247,7 @@ def batches(count: int, batch_size: int, seed: int, done: Collection[int] = ()) 
     """(item indices, seed) of each batch of a batched job that still has an item not in ``done``:
     batch b holds items ``b·batch_size ...`` of the whole input and is seeded ``seed + b``."""
     _check_count(batch_size, "batch_size")
+    policy.check("batch_size", batch_size, "batch_size")
     for b, lo in enumerate(range(0, count, batch_size)):
         idx = range(lo, min(lo + batch_size, count))
         if not all(i in done for i in idx):
@@ -234,10 +294,11 @@ def predict_from_formula(engine: Engine, folder, formula: str, top_k: int = 1, s
 
     _check_task(engine, "csp")
     _check_count(top_k, "top_k")
+    policy.check("structures", top_k, "top_k")
     diff_ratio = engine.run_config.formula_diff_ratio() if diff_ratio is None else diff_ratio
     if diff_ratio != 0 and not (isinstance(diff_ratio, (int, float)) and 0 < diff_ratio < 1):
         raise ValueError(f"diff_ratio must be 0 (template only) or in (0, 1), got {diff_ratio!r}")
-    comp = parse_formula(formula)
+    comp = model_formula(formula)
     index, scorer = folder.template_index()
     candidates = retrieve(index, scorer, comp, top_k=top_k, max_atoms=MAX_ATOMS)
     if not candidates:
@@ -311,6 +372,20 @@ def generate(engine: Engine, plan: Sequence[tuple[int, Sequence[str]]], seed: in
 
 
 # -------------------------------------------------------------------------------------- helpers
+def model_formula(formula: str) -> dict[str, int]:
+    """:func:`~diffcsp_pp.symmetry.enumerate.parse_formula`, restricted to the elements the network
+    embeds (Z <= NUM_ELEMENTS): ValueError naming the element otherwise, before any sampling."""
+    from .symmetry.constants import NUM_ELEMENTS
+    from .symmetry.templates import atomic_number
+
+    comp = parse_formula(formula)
+    for el in comp:
+        if atomic_number(el) > NUM_ELEMENTS:
+            raise ValueError(f"{el} (Z = {atomic_number(el)}) in {formula!r} is beyond the elements the model knows "
+                             f"(Z <= {NUM_ELEMENTS})")
+    return comp
+
+
 def _check_task(engine: Engine, task: str) -> None:
     if engine.task != task:
         raise ValueError("this is an ab initio generation model; prediction needs a CSP model" if task == "csp" else

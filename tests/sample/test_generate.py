@@ -84,7 +84,12 @@ def test_default_step_lr_comes_from_the_model_config(tmp_path):
     (run / "config.json").write_text(json.dumps(raw))
     with pytest.warns(DeprecationWarning, match="card"):
         assert ModelFolder(run).config().step_lr() == 9e-6
-    (run / "card.json").write_text("{not json")
+    # a card that would decide the defaults but cannot be read is refused, not silently ignored (#18)
+    for broken in ("{not json", "[1, 2]", json.dumps({"step_lr": "fast"})):
+        (run / "card.json").write_text(broken)
+        with pytest.raises(ValueError, match="card.json"):
+            ModelFolder(run).config()
+    (run / "card.json").unlink()  # no card at all: the official value
     assert ModelFolder(run).config().step_lr() == official
 
 

@@ -15,8 +15,14 @@ def test_parse_formula():
     assert parse_formula("SrTiO3") == {"Sr": 1, "Ti": 1, "O": 3}
     assert parse_formula("Sr2Ti2O6") == {"Sr": 2, "Ti": 2, "O": 6}
     assert parse_formula("C") == {"C": 1}
-    for bad, msg in [("srtio3", "malformed"), ("SrTi(O3)", "malformed"), ("Xx2O", "unknown element"), ("", "malformed"),
-                     ("Sr0O", "must be >= 1"), ("SrTiO3.5", "malformed")]:
+    # pymatgen's grammar: groups expand, small fractions scale to whole atoms
+    assert parse_formula("Ca(OH)2") == {"Ca": 1, "O": 2, "H": 2}
+    assert parse_formula("Li2Fe(SO4)2") == {"Li": 2, "Fe": 1, "S": 2, "O": 8}
+    assert parse_formula("UBr4(NO2)2") == {"U": 1, "Br": 4, "N": 2, "O": 4}
+    assert parse_formula("SrTiO3.5") == {"Sr": 2, "Ti": 2, "O": 7}
+    for bad, msg in [("srtio3", "malformed"), ("Xx2O", "unknown element 'Xx'"), ("", "malformed"),
+                     ("Sr0O", "must be >= 1"), ("Fe0.3333O", "makes whole"), ("C1e400", "finite"), (None, "malformed"),
+                     ("NaCl;rm", "malformed"), ("C" * 300, "formula_chars")]:
         with pytest.raises(ValueError, match=msg):
             parse_formula(bad)
 

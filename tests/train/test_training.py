@@ -169,3 +169,42 @@ def test_a_moved_run_resumes_and_keeps_writing_last_ckpt(tmp_path):
     assert sorted(p.name for p in (moved / "checkpoints").glob("last*.ckpt")) == ["last.ckpt"]
     ckpt = torch.load(moved / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 16
+
+
+def test_nonfinite_batches_are_skipped_and_counted_and_resume_falls_back_to_best(tmp_path, monkeypatch, capsys):
+    """Two batches with a NaN loss (injected) are skipped and counted, not fatal (clipping once
+    crashed on the missing gradients); a run whose last.ckpt is gone resumes from best.ckpt and
+    says so; an unreadable checkpoint is one line."""
+    import json
+
+    import diffcsp_pp.train.module as module
+    from diffcsp_pp.cli.main import main
+
+    real, calls = module.diffusion_loss, []
+
+    def poisoned(*args, **kwargs):
+        terms = dict(real(*args, **kwargs))
+        calls.append(1)
+        if len(calls) in (2, 3):
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(module, "diffusion_loss", poisoned)
+    run = tmp_path / "run"
+    args = _cli(run, tmp_path / "cache", "--max-steps", "4", "--val-every", "1", "--accelerator", "cpu")[3:]
+    assert main(args) == 0
+    state = json.loads((run / "training_state.json").read_text())
+    assert state["nonfinite_batches"] == 2 and state["global_step"] == 4
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["nonfinite_batches"] == 2
+    assert all(torch.isfinite(t).all() for t in load_file(run / "model.safetensors").values())
+
+    (run / "checkpoints" / "last.ckpt").unlink()
+    with pytest.warns(UserWarning, match="resuming from .*best.ckpt"):
+        assert main([*args[:args.index("--max-steps")], "--max-steps", "5", "--resume"]) == 0
+    assert json.loads((run / "training_state.json").read_text())["global_step"] == 5
+
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable checkpoint" in err and len(err.strip().splitlines()) == 1 and "weights_only" not in err

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0 and finite, got {text}")
     return value
 
 
@@ -92,7 +93,10 @@ def cmd_symmetry(args) -> int:
 # --------------------------------------------------------------------------------- preprocess
 def cmd_preprocess(args) -> int:
     from ..data.preprocess import PreprocessConfig, preprocess
+    from ..errors import DataError
+    from ..policy import check_output_folder
 
+    check_output_folder(args.out)
     result = preprocess(
         args.input,
         args.out,
@@ -106,6 +110,8 @@ def cmd_preprocess(args) -> int:
     print(f"failed rows: {result.failed} ({reasons})")
     print(f"output  {result.output}")
     print(f"report  {result.report}")
+    if result.succeeded == 0:
+        raise DataError(f"no crystal of {args.input} could be analysed ({reasons}; rows and reasons in {result.report})")
     return 0
 
 
@@ -145,6 +151,7 @@ def cmd_train(args) -> int:
 
     from ..data.registry import find_by_checksum
     from ..data.sources import content_hash
+    from ..policy import check, check_output_folder
     from ..train.config import RunConfig, preset_config
     from ..train.run import load_run_config, train
 
@@ -156,6 +163,9 @@ def cmd_train(args) -> int:
         "num_threads": args.threads, "ema_decay": args.ema_decay,
         "ema": False if args.no_ema else None, "max_cpu_hours": args.max_cpu_hours,
     }
+    check_output_folder(args.out)
+    check("workers", args.workers, "--workers")
+    _check_accelerator(args.accelerator)
     if args.resume:
         from ..folder import ModelFolder
 
@@ -188,7 +198,52 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _check_accelerator(accelerator: str | None) -> None:
+    """--accelerator gpu needs a GPU torch can use: say so before any data is read."""
+    if accelerator == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--accelerator gpu: no CUDA GPU is available to torch here (use --accelerator cpu or auto)")
+
+
 # ------------------------------------------------------------------------------------ predict
+def _check_before_load(args, task: str) -> None:
+    """What predict / generate can check without the network's weights, before they load (so the
+    first error is instant): the output folder, the resource limits, the model's config (its task,
+    steps <= T - 1), the formula, the space group and the Wyckoff assignment or pattern."""
+    from .. import jobs, policy
+    from ..folder import DEFAULT_CSP, DEFAULT_GEN, ModelFolder
+    from ..symmetry.families import check_space_group
+
+    _relax_options(args, {}, rank_allowed=task == "csp" and args.formula is not None)  # flag combinations first
+    policy.check_output_folder(args.out)
+    if args.seed is not None:
+        _check_seed(args.seed)
+    policy.check("structures", args.n, "-n")
+    if getattr(args, "top_k", None) is not None:
+        policy.check("structures", args.top_k, "--top-k")
+    if getattr(args, "batch_size", None) is not None:
+        policy.check("batch_size", args.batch_size, "--batch-size")
+    if getattr(args, "csv", None) is not None and not Path(args.csv).exists():
+        raise FileNotFoundError(f"no such file or folder: {args.csv}")
+    if args.space_group is not None:
+        check_space_group(args.space_group)
+    formula = getattr(args, "formula", None)
+    if formula is not None:
+        jobs.model_formula(formula)
+    folder = ModelFolder.resolve(args.model, default=DEFAULT_CSP if task == "csp" else DEFAULT_GEN)
+    cfg = folder.config()
+    if cfg.task != task:
+        raise ValueError(f"{folder.path} is an ab initio generation model; predict needs a CSP model" if task == "csp"
+                         else f"{folder.path} is a CSP model; generate needs an ab initio (gen) model, e.g. mp20-gen")
+    policy.check_steps(args.steps, cfg.diffusion.timesteps)
+    if formula is not None and args.space_group is not None:
+        jobs.wyckoff_candidates(folder.template_stats(), formula, args.space_group, args.wyckoff, limit=1)
+    if task == "gen":
+        jobs.generation_plan(folder.template_stats(), args.n, args.space_group, 0, args.wyckoff)
+
+
 def cmd_predict(args) -> int:
     from ..api import DiffCSPPP
     from ..sample.writer import PredictionWriter
@@ -199,6 +254,7 @@ def cmd_predict(args) -> int:
         raise ValueError("--top-k applies to --formula without --space-group (use -n with --space-group)")
     if (args.processes or args.compile) and args.csv is None:
         raise ValueError("--processes and --compile apply to --csv (benchmark mode)")
+    _check_before_load(args, "csp")
     model = DiffCSPPP.load(args.model)
     inputs = {k: getattr(args, k) for k in ("formula", "space_group", "wyckoff", "n", "csv", "seed", "steps", "limit",
                                             "precision")}
@@ -277,9 +333,16 @@ def _predict_csv(args, model, writer, done, seed, sampler) -> None:
     """Benchmark mode: one prediction per row from the row's own space group and Wyckoff template
     (:func:`diffcsp_pp.jobs.predict_dataset`; a rerun skips the finished batches and draws the rest
     exactly as an uninterrupted run would)."""
-    from ..jobs import dataset_infos, predict_dataset
+    from ..jobs import dataset_rows, predict_dataset, write_skipped
 
-    infos = dataset_infos(args.csv, model.config.symprec)[: args.limit]
+    infos, skipped = dataset_rows(args.csv, model.config.symprec)
+    infos = infos[: args.limit]
+    report = write_skipped(args.out, skipped)
+    if skipped:
+        reasons = ", ".join(f"{k}: {v}" for k, v in Counter(r["reason"] for r in skipped).most_common())
+        print(f"{len(skipped)} row(s) of {args.csv} skipped ({reasons}); each with its reason in {report}")
+    if not infos:
+        raise ValueError(f"no row of {args.csv} can be predicted ({len(skipped)} skipped; see {report})")
     finished = {i for i, info in enumerate(infos) if info.structure_id in done}
 
     def write(batch) -> None:
@@ -298,6 +361,7 @@ def cmd_generate(args) -> int:
 
     if args.wyckoff is not None and args.space_group is None:
         raise ValueError("--wyckoff needs --space-group")
+    _check_before_load(args, "gen")
     model = DiffCSPPP.load(args.model or DEFAULT_GEN)
     seed = 0 if args.seed is None else _check_seed(args.seed)
     plan = model.generation_plan(args.n, args.space_group, seed, args.wyckoff)
@@ -395,9 +459,11 @@ def _describe_energy(entry: dict) -> str:
 
 def cmd_relax(args) -> int:
     """Relax structures (output folders, CIF, POSCAR, extxyz) keeping their space group."""
+    from ..policy import check_output_folder
     from ..relax import load_potential, read_structures, relax_structures
     from ..sample.writer import PredictionWriter
 
+    check_output_folder(args.out)
     settings = _relax_settings(args)
     items = read_structures(args.inputs)
     potential = load_potential(args.potential)  # a bad name fails before anything is written
@@ -467,7 +533,10 @@ def _read_predictions(path: Path) -> tuple[dict, list[str]]:
 def cmd_evaluate(args) -> int:
     from ..data.sources import parse_cif, read_crystals
     from ..evaluate.csp import evaluate_csp, write_rows_csv
+    from ..policy import check, check_output_file
 
+    check_output_file(args.out)
+    check("workers", args.workers, "--workers")
     pred_path, ref_path = Path(args.pred), Path(args.ref)
     for p in (pred_path, ref_path):
         if not p.exists():
@@ -511,7 +580,10 @@ def cmd_evaluate_gen(args) -> int:
     from ..evaluate.gen import COV_CUTOFFS, detect_dataset, evaluate_gen, read_generated
     from ..evaluate.gen import write_rows_csv as write_gen_rows
     from ..evaluate.plots import plot_gen
+    from ..policy import check, check_output_file
 
+    check_output_file(args.out)
+    check("workers", args.workers, "--workers")
     pred_path, ref_path, train_path = Path(args.pred), Path(args.ref), Path(args.train)
     for p in (pred_path, ref_path, train_path):
         if not p.exists():
@@ -752,6 +824,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("datasets", help="list the benchmark files the registry knows, or verify local copies")
     p.add_argument("--verify", metavar="DIR", help="check DIR/<dataset>/<split>.csv[.gz] against the checksums")
     p.set_defaults(func=cmd_datasets)
+    from ..policy import LIMIT_NAMES, Limits
+
+    defaults = ", ".join(f"{name}={getattr(Limits(), name)}" for name in LIMIT_NAMES)
+    for q in [*sub.choices.values(), *ev.choices.values()]:
+        if q is not sub.choices["evaluate"]:
+            q.add_argument("--raise-limit", action="append", metavar="NAME=VALUE",
+                           help=f"raise a resource limit (repeatable; defaults {defaults}; README, Security)")
     return parser
 
 
@@ -761,8 +840,24 @@ def _check_seed(seed: int) -> int:
     return seed
 
 
+#: Exit statuses of the error boundary (argparse's usage errors exit 2 as well).
+EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 2, 1, 130, 141
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 600 else text[:600] + " ..."
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``diffcsp-pp`` console script."""
+    """Entry point of the ``diffcsp-pp`` console script.
+
+    The error boundary: every failure ends with one line on stderr, never a traceback. Bad input
+    and fixable conditions (missing files, permissions, a full disk, limits, out of memory) exit
+    2; an interrupt 130; a closed output pipe 141 silently; anything else is a bug and exits 1
+    with its type (``DIFFCSP_PP_DEBUG=1`` shows the traceback).
+    """
+    from .. import policy
     from ..errors import DiffCSPError
 
     # spglib's C library prints its internal fallbacks (e.g. "get_bravais_exact_positions_and_lattice
@@ -771,14 +866,41 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SPGLIB_WARNING", "OFF")
     parser = build_parser()
     args = parser.parse_args(argv)
+    prefix = f"diffcsp-pp {args.command}"
+    previous = policy.limits()
     try:
+        policy.set_limits(previous.raised(getattr(args, "raise_limit", None) or []))
         return int(args.func(args) or 0)
-    except (DiffCSPError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
-        print(f"diffcsp-pp {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except (DiffCSPError, ValueError, OSError) as err:  # OSError: missing files, permissions, disk full
+        if isinstance(err, BrokenPipeError):
+            return _broken_pipe()
+        print(f"{prefix}: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"diffcsp-pp {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"{prefix}: interrupted; what was finished is kept (the same command continues a predict or "
+              "generate run, --resume a training run)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print(f"{prefix}: error: out of memory; lower -n, --batch-size or --workers", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as err:  # noqa: BLE001 - the boundary: a bug still ends in one line
+        if os.environ.get("DIFFCSP_PP_DEBUG"):
+            raise
+        print(f"{prefix}: internal error ({type(err).__name__}): {_one_line(err)} (please report it; "
+              "DIFFCSP_PP_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        policy.set_limits(previous)
+
+
+def _broken_pipe() -> int:
+    """The reader of stdout went away (``diffcsp-pp ... | head``): stop quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's final flush must not raise again
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from ..symmetry.analyze import SymmetryInfo, analyze
 from ..symmetry.constants import ANGLE_TOLERANCE, SYMPREC
 from .registry import find_by_checksum
 from .sources import RawCrystal, content_hash, parse_cif, read_crystals
-from .store import FORMAT_VERSION, save_records
+from .store import FORMAT_VERSION, is_readable, save_records
 
 #: Bump when the analysis itself changes in a way that alters its output.
 ANALYSIS_VERSION = 1
@@ -159,6 +160,9 @@ def preprocess(
         raise ValueError(f"angle_tolerance must be > 0, got {config.angle_tolerance}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    from ..policy import check
+
+    check("workers", workers, "workers")
     sha = content_hash(input_path)
     known = None if input_path.is_dir() else find_by_checksum(sha)
     symprec = config.symprec if config.symprec is not None else (known.symprec if known else SYMPREC)
@@ -169,12 +173,16 @@ def preprocess(
     if output.is_file() and report.is_file():
         try:
             summary = json.loads(report.read_text())
-            return PreprocessResult(
+            cached = PreprocessResult(
                 output, report, key, summary["rows"], summary["succeeded"], summary["failed"],
                 True, symprec, summary["failures_by_reason"], summary["wall_time_s"],
             )
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable report: recompute below
+        except (OSError, ValueError, KeyError, TypeError):
+            cached = None  # unreadable report: recompute below
+        if cached is not None and is_readable(output):
+            return cached
+        warnings.warn(f"the cached preprocessing of {input_path} ({output}) is damaged (a truncated or corrupt file); "
+                      "rebuilding it", RuntimeWarning, stacklevel=2)
 
     items = read_crystals(input_path)
     start = time.perf_counter()
@@ -192,7 +200,11 @@ def preprocess(
                 {"row": row, "material_id": items[row].material_id, "reason": failure[0], "detail": failure[1]}
             )
     wall = time.perf_counter() - start
-    save_records(output, infos, rows)
+    try:
+        save_records(output, infos, rows)
+    except OSError as err:
+        raise DataError(f"cannot write the preprocessed data to {out_dir} ({err.strerror or err}); choose a writable "
+                        "folder (--out, --cache-dir, or the DIFFCSP_PP_CACHE variable)") from None
     by_reason = dict(Counter(f["reason"] for f in failures).most_common())
     summary = {
         "input": str(input_path),
@@ -210,7 +222,10 @@ def preprocess(
         "structures_per_s": round(len(items) / wall, 2) if wall > 0 else None,
         "failures": failures,
     }
-    write_json_atomic(report, summary)
+    try:
+        write_json_atomic(report, summary)
+    except OSError as err:
+        raise DataError(f"cannot write the preprocessing report to {out_dir} ({err.strerror or err})") from None
     return PreprocessResult(
         output, report, key, len(items), len(infos), len(failures), False, symprec, by_reason, wall
     )

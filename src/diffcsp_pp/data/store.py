@@ -9,6 +9,7 @@ unicode arrays, so the file loads with ``allow_pickle=False``. Files are written
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def load_records(path: str | os.PathLike) -> list[SymmetryInfo]:
     """Read crystals written by :func:`save_records` (never unpickles)."""
     try:
         data = dict(np.load(path, allow_pickle=False))
-    except (OSError, ValueError, EOFError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"cannot read preprocessed file {path}: {err}") from None
     if int(data.get("format_version", -1)) != FORMAT_VERSION:
         raise DataError(f"{path} has format {data.get('format_version')}, expected {FORMAT_VERSION}")
@@ -76,6 +77,17 @@ def load_records(path: str | os.PathLike) -> list[SymmetryInfo]:
             )
         )
     return infos
+
+
+def is_readable(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a complete preprocessed file of this format (every array read, so a
+    truncated or corrupt cache entry is caught before it is used)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return False
+    return int(arrays.get("format_version", -1)) == FORMAT_VERSION and "row" in arrays
 
 
 def load_rows(path: str | os.PathLike) -> np.ndarray:

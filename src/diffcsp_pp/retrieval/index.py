@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -129,19 +130,27 @@ class TemplateIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TemplateIndex:
-        """Read an index written by :meth:`save` (never unpickles)."""
-        from ..symmetry.families import project_k
-
+        """Read an index written by :meth:`save` (never unpickles); DataError if it is damaged."""
         path = Path(path)
         if path.is_dir():
             path = path / INDEX_FILE
         try:
             with np.load(path, allow_pickle=False) as f:
                 data = {name: f[name] for name in f.files}
-        except (OSError, ValueError, EOFError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise DataError(f"cannot read the template index {path}: {err}") from None
         if int(data.get("format_version", -1)) != INDEX_FORMAT:
             raise DataError(f"{path} has index format {data.get('format_version')}, expected {INDEX_FORMAT}")
+        try:
+            return cls._from_arrays(data)
+        except (KeyError, ValueError, TypeError, IndexError) as err:
+            raise DataError(f"the template index {path} is damaged ({type(err).__name__}: {err}); rebuild it with "
+                            "scripts/build_template_index.py") from None
+
+    @classmethod
+    def _from_arrays(cls, data: dict) -> TemplateIndex:
+        from ..symmetry.families import project_k
+
         sg = data["space_group"].astype(np.int64)
         k = project_k(data["k"].astype(np.float64), sg) if sg.size else data["k"].astype(np.float64)
         return cls(

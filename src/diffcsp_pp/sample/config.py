@@ -62,8 +62,12 @@ class SamplerConfig:
         for name in ("steps", "workers", "group_size", "max_edges"):
             positive(name)
         if self.step_lr is not None and (isinstance(self.step_lr, bool) or not isinstance(self.step_lr, (int, float))
-                                         or not self.step_lr >= 0):
-            raise ValueError(f"step_lr must be a non-negative number, got {self.step_lr!r}")
+                                         or not 0 <= self.step_lr < float("inf")):
+            raise ValueError(f"step_lr must be a non-negative finite number, got {self.step_lr!r}")
+        if self.workers is not None:
+            from ..policy import check
+
+            check("workers", self.workers, "workers")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.parallel not in PARALLEL:

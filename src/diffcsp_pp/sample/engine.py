@@ -51,6 +51,22 @@ def group_seed(seed: int, index: int) -> int:
     return (int(seed) * 1_000_003 + index) % 2**64
 
 
+def check_templates(templates: Sequence, task: str) -> None:
+    """ValueError, before any sampling, for a template the network cannot take: a cell above the
+    ``atoms_per_cell`` limit (:mod:`diffcsp_pp.policy`; the graph is fully connected, so memory grows
+    as n²) or, with given types (CSP), an element beyond the embedded ones (Z > NUM_ELEMENTS)."""
+    from .. import policy
+    from ..symmetry.constants import NUM_ELEMENTS
+
+    sizes = np.array([t.num_atoms for t in templates])
+    big = int(sizes.argmax())
+    policy.check("atoms_per_cell", int(sizes[big]), f"atoms of template {big} ({templates[big].space_group})")
+    if task == "csp":
+        top = max(int(np.max(t.atom_types)) for t in templates)
+        if top > NUM_ELEMENTS:
+            raise ValueError(f"element Z = {top} is beyond the elements the model knows (Z <= {NUM_ELEMENTS})")
+
+
 @dataclass(frozen=True)
 class Drawn:
     """One output of :func:`keep_group`: the structure, its spglib group at CHECK_SYMPREC, and how
@@ -113,6 +129,9 @@ class Engine:
     def __init__(self, model, run_config, sampler: SamplerConfig | None = None, runner: Runner | None = None):
         self.model, self.run_config = model, run_config
         self.config = (sampler or SamplerConfig()).resolve(run_config)
+        from .. import policy
+
+        policy.check_steps(self.config.steps, run_config.diffusion.timesteps)
         self.runner = runner
 
     @classmethod
@@ -160,6 +179,7 @@ class Engine:
             raise ValueError(f"n must be >= 1, got {n}")
         if not templates:
             raise ValueError("no templates to sample")
+        check_templates(templates, self.task)
         cfg = self.config
         steps = self.timesteps if timesteps is None else list(timesteps)
         expanded = [t for t in templates for _ in range(n)]

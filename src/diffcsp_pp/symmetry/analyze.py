@@ -83,9 +83,22 @@ def _structure_id(structure: Structure, structure_id: str | None) -> str | None:
     return None
 
 
+def check_tolerances(symprec, angle_tolerance=ANGLE_TOLERANCE) -> None:
+    """ValueError unless ``symprec`` (Å) and ``angle_tolerance`` (degrees) are positive finite
+    numbers: spglib crashes the interpreter on some others (a negative or NaN symprec segfaults)."""
+    for name, value in (("symprec", symprec), ("angle_tolerance", angle_tolerance)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+                or not 0 < float(value) < float("inf"):
+            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
 def _spglib_dataset(cell, symprec: float, angle_tolerance: float, hall: int = 0):
     import spglib
 
+    check_tolerances(symprec, angle_tolerance)
+    lattice, coords = np.asarray(cell[0], dtype=float), np.asarray(cell[1], dtype=float)
+    if not (np.all(np.isfinite(lattice)) and np.all(np.isfinite(coords))) or not abs(np.linalg.det(lattice)) > 1e-6:
+        return None  # spglib can crash on non-finite or degenerate cells
     return spglib.get_symmetry_dataset(
         cell, symprec=symprec, angle_tolerance=angle_tolerance, hall_number=hall
     )
@@ -96,13 +109,8 @@ def structure_dataset(structure: Structure, symprec: float = SYMPREC):
 
     Non-finite or degenerate cells give None without calling spglib (which can crash on them).
     """
-    import spglib
-
-    lattice, coords = structure.lattice.matrix, structure.frac_coords
-    if not (np.all(np.isfinite(lattice)) and np.all(np.isfinite(coords))) or not abs(np.linalg.det(lattice)) > 1e-6:
-        return None
-    cell = (lattice, coords, [s.specie.Z for s in structure])
-    return spglib.get_symmetry_dataset(cell, symprec=symprec, angle_tolerance=ANGLE_TOLERANCE)
+    cell = (structure.lattice.matrix, structure.frac_coords, [s.specie.Z for s in structure])
+    return _spglib_dataset(cell, symprec, ANGLE_TOLERANCE)
 
 
 def detect_space_group(structure: Structure, symprec: float = SYMPREC) -> int:

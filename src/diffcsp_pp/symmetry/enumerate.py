@@ -14,30 +14,55 @@ consumers of the enumeration skip the assignments that fail it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 
 from .families import check_space_group
-from .templates import atomic_number, build_template
+from .templates import build_template
 from .wyckoff import wyckoff_positions
 
-_TOKEN = re.compile(r"([A-Z][a-z]?)(\d*)")
+#: Largest denominator a fractional formula is scaled by to whole atoms (``Fe0.5O`` -> ``FeO2``).
+MAX_FORMULA_SCALE = 12
+_ZERO_COUNT = re.compile(r"[A-Za-z)\]]0+(?:\.0*)?(?![\d.])")
 
 
 def parse_formula(formula: str) -> dict[str, int]:
-    """``"Sr2Ti2O6"`` -> ``{"Sr": 2, "Ti": 2, "O": 6}``; ValueError for malformed formulas or unknown
-    elements. Parentheses and fractional counts are not accepted (cells hold whole atoms)."""
-    text = str(formula).strip().replace(" ", "")
-    if not text or _TOKEN.sub("", text):
-        raise ValueError(f"malformed formula {formula!r}: expected element symbols with integer counts, e.g. SrTiO3")
-    counts: dict[str, int] = {}
-    for symbol, number in _TOKEN.findall(text):
-        atomic_number(symbol)  # raises for unknown elements
-        n = int(number) if number else 1
-        if n < 1:
-            raise ValueError(f"malformed formula {formula!r}: count of {symbol} must be >= 1")
-        counts[symbol] = counts.get(symbol, 0) + n
-    return counts
+    """Element -> whole-atom count of a chemical formula, parsed by pymatgen's ``Composition``.
+
+    Groups are expanded (``"Ca(OH)2"`` -> ``{"Ca": 1, "O": 2, "H": 2}``, ``"Li2Fe(SO4)2"``) and
+    fractional counts are scaled by the smallest factor up to :data:`MAX_FORMULA_SCALE` that makes
+    them whole (``"Fe0.5O"`` -> ``{"Fe": 1, "O": 2}``; a cell holds whole atoms). Elements keep
+    pymatgen's order. ValueError naming the formula for malformed text, unknown elements (``Xx``),
+    a zero or non-finite count, counts no small factor makes whole, or a formula longer than the
+    ``formula_chars`` limit (:mod:`diffcsp_pp.policy`).
+    """
+    from pymatgen.core import Composition, Element
+
+    from ..policy import check
+
+    text = formula if isinstance(formula, str) else None
+    if text is None or not text.strip():
+        raise ValueError(f"malformed formula {formula!r}: expected a chemical formula, e.g. SrTiO3 or Ca(OH)2")
+    check("formula_chars", len(text), f"length of the formula {text[:40]!r}...")
+    try:
+        comp = Composition(text.strip())
+    except (ValueError, KeyError, TypeError, OverflowError) as err:
+        raise ValueError(f"malformed formula {formula!r}: {err}") from None
+    for species in comp:
+        if not isinstance(species, Element):
+            raise ValueError(f"unknown element {getattr(species, 'symbol', str(species))!r} in formula {formula!r}")
+    if _ZERO_COUNT.search(text):
+        raise ValueError(f"malformed formula {formula!r}: every count must be >= 1 (a count of 0 drops the element)")
+    amounts = {str(el): float(n) for el, n in comp.get_el_amt_dict().items()}
+    if not amounts or not all(math.isfinite(v) and v > 0 for v in amounts.values()):
+        raise ValueError(f"malformed formula {formula!r}: counts must be positive finite numbers")
+    for scale in range(1, MAX_FORMULA_SCALE + 1):
+        scaled = {el: v * scale for el, v in amounts.items()}
+        if all(abs(v - round(v)) <= 1e-6 * max(1.0, v) for v in scaled.values()):
+            return {el: int(round(v)) for el, v in scaled.items()}
+    raise ValueError(f"formula {formula!r} has counts that no factor up to {MAX_FORMULA_SCALE} makes whole "
+                     "(a crystal cell holds whole atoms): give integer counts")
 
 
 def wyckoff_assignments(
@@ -95,7 +120,11 @@ def wyckoff_assignments(
         if len(results) == before:
             dead.add((i, used))
 
-    over_elements(0, frozenset(), [])
+    try:
+        over_elements(0, frozenset(), [])
+    except RecursionError:  # one stack frame per orbit: only absurdly large cells get here
+        raise ValueError(f"composition {dict(composition)} is too large to enumerate Wyckoff assignments in space group "
+                         f"{number}") from None
     return results
 
 

@@ -40,9 +40,11 @@ _FAMILY_MASK = {
 
 def check_space_group(space_group: int) -> int:
     """Return ``space_group`` as int, or raise ValueError if it is not an integer in 1-230."""
+    if isinstance(space_group, bool):  # True == 1 must not pass as P1
+        raise ValueError(f"space group must be an integer 1-230, got {space_group!r}")
     try:
         number = int(space_group)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"space group must be an integer 1-230, got {space_group!r}") from None
     if number != space_group or not 1 <= number <= 230:
         raise ValueError(f"space group must be an integer 1-230, got {space_group!r}")

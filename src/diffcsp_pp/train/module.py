@@ -59,6 +59,8 @@ class DiffCSPModule(L.LightningModule):
         # kept by the RunClock callback of train/run.py)
         self.register_buffer("cpu_seconds", torch.zeros((), dtype=torch.float64))
         self.register_buffer("wall_seconds", torch.zeros((), dtype=torch.float64))
+        # training batches skipped for a non-finite loss (kept in the checkpoint, not in the weights)
+        self.nonfinite_batches = 0
         self.ema = None
         if self.train_config.ema:
             self.ema = AveragedModel(self.model, multi_avg_fn=ema_update_fn(self.train_config.ema_decay), use_buffers=True)
@@ -74,10 +76,29 @@ class DiffCSPModule(L.LightningModule):
         self.batches_seen += 1
         terms = diffusion_loss(self.model, self.sched, self.diffusion_config, batch, g, self.model_config.task)
         if not torch.isfinite(terms["loss"]):
-            return None  # skip a non-finite batch, as the official code does
+            # skip the batch (no backward, no optimiser update, as the official code does), count and log it
+            from lightning.pytorch.utilities import rank_zero_warn
+
+            self.nonfinite_batches += 1
+            rank_zero_warn(f"non-finite training loss at batch {int(self.batches_seen) - 1}: batch skipped "
+                           f"({self.nonfinite_batches} so far)")
+            self.log("train/nonfinite_batches", float(self.nonfinite_batches), batch_size=batch.num_graphs)
+            return None
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, batch_size=batch.num_graphs, prog_bar=False)
         self.log("loss", terms["loss"], prog_bar=True, logger=False, batch_size=batch.num_graphs)
         return terms["loss"]
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Clip as configured, except after a skipped batch: it left no gradients (clipping none crashed)."""
+        if any(p.grad is not None for group in optimizer.param_groups for p in group["params"]):
+            self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
+                                gradient_clip_algorithm=gradient_clip_algorithm)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["nonfinite_batches"] = self.nonfinite_batches
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.nonfinite_batches = int(checkpoint.get("nonfinite_batches", 0))
 
     def optimizer_step(self, *args, **kwargs):
         super().optimizer_step(*args, **kwargs)

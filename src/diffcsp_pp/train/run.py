@@ -75,7 +75,8 @@ def _callbacks(run_dir: Path, cfg: RunConfig, progress: bool):
                 val = trainer.callback_metrics.get("val_loss")
                 state = {"global_step": trainer.global_step, "epoch": trainer.current_epoch,
                          "val_loss": None if val is None else float(val),
-                         "cpu_hours": float(module.cpu_seconds) / 3600, "wall_hours": float(module.wall_seconds) / 3600}
+                         "cpu_hours": float(module.cpu_seconds) / 3600, "wall_hours": float(module.wall_seconds) / 3600,
+                         "nonfinite_batches": module.nonfinite_batches}
                 ModelFolder(run_dir).write_training_state(state)
 
         def on_train_batch_end(self, trainer, module, *args):
@@ -151,9 +152,7 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, prog
 
     run_dir = Path(run_dir)
     folder = ModelFolder(run_dir)
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    if resume and not ckpt.is_file():
-        raise FileNotFoundError(f"nothing to resume: {ckpt} does not exist")
+    ckpt = resume_checkpoint(run_dir) if resume else None
     if not resume and _is_rank_zero() and folder.file(folder.CONFIG).exists():
         raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -203,9 +202,32 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, prog
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+        warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")  # a skipped batch, counted
         trainer.fit(module, datamodule=CrystalDataModule(train_set, val_set, tc),
                     ckpt_path=str(ckpt) if resume else None, weights_only=True)
     return folder.file(folder.WEIGHTS)
+
+
+def resume_checkpoint(run_dir: str | os.PathLike) -> Path:
+    """The checkpoint ``--resume`` continues from: ``checkpoints/last.ckpt``, else ``best.ckpt`` (a run
+    killed before its first last.ckpt; said in a warning). FileNotFoundError without either,
+    DataError for a file that is not a readable checkpoint (read with ``weights_only=True``: plain
+    tensors and containers only, never pickled code)."""
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    last, best = ckpt_dir / "last.ckpt", ckpt_dir / "best.ckpt"
+    path = last if last.is_file() else best if best.is_file() else None
+    if path is None:
+        raise FileNotFoundError(f"nothing to resume: {last} does not exist (nor {best.name})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        step = int(state["global_step"])
+    except Exception as err:  # noqa: BLE001 - any unreadable or foreign file: one clear error
+        raise DataError(f"cannot resume from {path}: not a readable checkpoint of this package "
+                        f"({type(err).__name__}); nothing was loaded from it") from None
+    if path == best:
+        warnings.warn(f"{last} is missing (the run stopped before its first last.ckpt): resuming from {best} "
+                      f"(step {step})", UserWarning, stacklevel=2)
+    return path
 
 
 def _init_weights(module, path: Path) -> None:
