@@ -6,13 +6,13 @@ Usage:
     python scripts/results.py write [--out runs/results]        # docs/RESULTS.md from the metrics
 
 ``run`` executes every job below whose ``metrics.json`` does not exist yet (so an interrupted run
-resumes), each as the same command a user would type (printed before it runs); ``write`` renders
-docs/RESULTS.md from the metrics files and the paper's numbers (METHOD §8, with evidence tags).
-The predictions come from the functions the CLI runs: the CSP jobs' ``csp_benchmark.py`` calls
-``diffcsp_pp.jobs.predict_dataset``, the job of ``diffcsp-pp predict --csv`` (same batches and seeds:
-byte-identical CIFs, tests/test_same_seed.py), then ``evaluate_csp`` as ``diffcsp-pp evaluate csp``;
-generation runs ``diffcsp-pp generate`` and ``diffcsp-pp evaluate gen`` themselves; the formula-only
-jobs' ``template_benchmark.py`` retrieves with ``retrieve`` and refines with the engine's
+resumes), each as the same command a user would type (printed before it runs, its wall time kept in
+``<job>/run.json``); ``write`` renders docs/RESULTS.md from the metrics files and the paper's numbers
+(METHOD §8, with evidence tags).
+The CSP jobs are ``diffcsp-pp predict --csv`` (into ``<job>/structures``) then ``diffcsp-pp evaluate
+csp`` (the test_biternary job first writes its seeded row subset to ``<job>/subset.csv.gz``);
+generation runs ``diffcsp-pp generate`` and ``diffcsp-pp evaluate gen``; the formula-only jobs'
+``template_benchmark.py`` retrieves with ``retrieve`` and refines with the engine's
 ``Engine.refine`` / ``Engine.draw``, what ``diffcsp_pp.jobs.predict_from_formula`` calls, batched
 over test rows.
 Jobs (name: what):
@@ -52,33 +52,54 @@ GEN_COUNT = 500  # generated crystals (the paper: 10,000; a CPU budget choice, s
 PEROV5_MODELS = (("perov5_csp", "perov5-csp"), ("perov5_small_csp", "perov5-csp-small"))
 
 
-def _perov5_csp_jobs(py: str, test: str, out: Path, prefix: str, model: str) -> dict[str, list[list[str]]]:
+def _csp_job(out: Path, job: str, model: str, test: str, steps: int, fast: bool = False) -> list:
+    """A CSP job through the user path: ``diffcsp-pp predict --csv`` (seed 0) into ``<job>/structures``,
+    then ``diffcsp-pp evaluate csp`` into ``<job>/metrics.json``. ``fast``: the fastest sampler setting
+    (bf16 network, ``torch.compile``, one worker process per core)."""
+    structures = str(out / job / "structures")
+    predict = ["diffcsp-pp", "predict", "--csv", test, "--model", model, "--steps", str(steps), "--seed", "0",
+               "--out", structures, "--quiet"]
+    if fast:
+        predict += ["--precision", "bf16", "--processes", "--compile"]
+    return [predict, ["diffcsp-pp", "evaluate", "csp", "--pred", structures, "--ref", test, "--workers", "2",
+                      "--out", str(out / job / "metrics.json"), "--quiet"]]
+
+
+def _perov5_csp_jobs(test: str, out: Path, prefix: str, model: str) -> dict[str, list]:
     """The three Perov-5 CSP jobs of one bundled model: 100 steps, 999 steps, 999 steps in the fast setting."""
-    path = f"src/diffcsp_pp/pretrained/{model}"
-    return {
-        prefix: [[py, "scripts/csp_benchmark.py", "--model", path, "--csv", test, "--steps", str(STEPS),
-                  "--out", str(out / prefix)]],
-        f"{prefix}_999": [[py, "scripts/csp_benchmark.py", "--model", path, "--csv", test, "--steps", str(PAPER_STEPS),
-                           "--out", str(out / f"{prefix}_999")]],
-        f"{prefix}_999_fast": [[py, "scripts/csp_benchmark.py", "--model", path, "--csv", test, "--steps",
-                                str(PAPER_STEPS), "--precision", "bf16", "--parallel", "processes", "--compile",
-                                "--out", str(out / f"{prefix}_999_fast")]],
-    }
+    return {prefix: _csp_job(out, prefix, model, test, STEPS),
+            f"{prefix}_999": _csp_job(out, f"{prefix}_999", model, test, PAPER_STEPS),
+            f"{prefix}_999_fast": _csp_job(out, f"{prefix}_999_fast", model, test, PAPER_STEPS, fast=True)}
 
 
-def jobs(data: Path, out: Path) -> dict[str, list[list[str]]]:
+def subset_csv(source: str, dest: Path, rows: int, seed: int = 0) -> Path:
+    """Write a seeded random subset of ``rows`` rows of the CSV ``source`` (file order kept) to
+    ``dest``: the data of a subset job, before its ``predict --csv``."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.read_csv(source)
+    if rows < len(frame):
+        pick = np.random.default_rng(seed).choice(len(frame), rows, replace=False)
+        frame = frame.iloc[sorted(pick.tolist())]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(dest, index=False)
+    return dest
+
+
+def jobs(data: Path, out: Path) -> dict[str, list]:
+    """Job name -> its steps: commands (argument lists, run as typed) or Python callables (data only)."""
     py = sys.executable
     perov_test = str(data / "perov_5" / "test.csv.gz")
     pilot = str(data / "mp_20" / "pilot_test.csv.gz")
     biternary = str(data / "mp_20" / "test_biternary.csv.gz")
     lite_train = str(ROOT / "data" / "mp20_lite" / "train.csv.gz")
     return {
-        **{job: cmds for prefix, model in PEROV5_MODELS for job, cmds in _perov5_csp_jobs(py, perov_test, out, prefix, model).items()},
-        "mp20_csp": [[py, "scripts/csp_benchmark.py", "--model", "src/diffcsp_pp/pretrained/mp20-csp",
-                      "--csv", pilot, "--steps", str(STEPS), "--out", str(out / "mp20_csp")]],
-        "mp20_csp_biternary": [[py, "scripts/csp_benchmark.py", "--model", "src/diffcsp_pp/pretrained/mp20-csp",
-                                "--csv", biternary, "--subset", str(BITERNARY_ROWS), "--steps", str(STEPS),
-                                "--out", str(out / "mp20_csp_biternary")]],
+        **{job: cmds for prefix, model in PEROV5_MODELS for job, cmds in _perov5_csp_jobs(perov_test, out, prefix, model).items()},
+        "mp20_csp": _csp_job(out, "mp20_csp", "mp20-csp", pilot, STEPS),
+        "mp20_csp_biternary": [
+            lambda: subset_csv(biternary, out / "mp20_csp_biternary" / "subset.csv.gz", BITERNARY_ROWS),
+            *_csp_job(out, "mp20_csp_biternary", "mp20-csp", str(out / "mp20_csp_biternary" / "subset.csv.gz"), STEPS)],
         "mp20_gen": [
             [py, "scripts/mp20_lite.py", "--data", str(data)],
             # fp32: the 2026-11-25 run used bf16 on a CPU with AVX512-BF16; without it bf16 is emulated and far slower
@@ -115,13 +136,18 @@ def run(args) -> int:
             print(f"[{name}] done ({out / name / 'metrics.json'})")
             continue
         (out / name).mkdir(parents=True, exist_ok=True)
-        start = time.time()
-        for cmd in table[name]:
-            print(f"[{name}] $ {shlex.join(cmd)}", flush=True)
-            if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+        record = {"steps": []}
+        for step in table[name]:
+            start = time.time()
+            if callable(step):
+                print(f"[{name}] (data) {step()}", flush=True)
+                continue
+            print(f"[{name}] $ {shlex.join(step)}", flush=True)
+            if subprocess.run(step, cwd=ROOT).returncode != 0:
                 print(f"[{name}] failed", file=sys.stderr)
                 return 1
-        (out / name / "wall_s.txt").write_text(f"{time.time() - start:.0f}\n")
+            record["steps"].append({"command": shlex.join(step), "wall_s": round(time.time() - start, 1)})
+        (out / name / "run.json").write_text(json.dumps(record, indent=1) + "\n")
     return 0
 
 
@@ -149,6 +175,26 @@ def _num(x, digits: int = 4) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def csp_summary(job_dir: Path) -> dict | None:
+    """A CSP job's table fields: ``metrics.json`` of ``evaluate csp`` with the run's settings from
+    ``structures/manifest.json`` (predict --csv) and its wall times from ``run.json``; a job run
+    before 2026-12-07 by ``csp_benchmark.py`` has them all in its ``metrics.json``."""
+    m = _load(job_dir / "metrics.json")
+    if m is None or "sample_wall_s" in m:
+        return m
+    manifest = _load(job_dir / "structures" / "manifest.json") or {}
+    inputs = manifest.get("inputs", {})
+    walls = [s["wall_s"] for s in (_load(job_dir / "run.json") or {}).get("steps", [])]
+    predict_cmd = next((s["command"] for s in (_load(job_dir / "run.json") or {}).get("steps", [])
+                        if " predict " in f" {s['command']} "), "")
+    return {**m, "rows": m["counts"]["rows"], "subset": (job_dir / "subset.csv.gz").is_file(),
+            "precision": inputs.get("precision"), "compile": inputs.get("compile", False),
+            "parallel": "processes" if "--processes" in predict_cmd.split() else "threads",
+            "sampler_steps": inputs.get("steps"), "requested_space_group_rate": manifest.get("requested_space_group_rate"),
+            "sample_wall_s": walls[0] if len(walls) == 2 else float("nan"),
+            "evaluate_wall_s": walls[-1] if walls else float("nan")}
+
+
 def render(out: Path) -> str:
     """docs/RESULTS.md body from the metrics files under ``out`` (missing jobs are listed as such)."""
     lines = ["## CSP with ground-truth space group and Wyckoff template (METHOD §7.1)", "",
@@ -159,7 +205,7 @@ def render(out: Path) -> str:
               for suffix in ("", "_999", "_999_fast")]
     for job, label, model, dataset in (*perov5, ("mp20_csp", "MP-20-lite pilot_test", "mp20-csp", "mp_20"),
                                        ("mp20_csp_biternary", "MP-20 test_biternary", "mp20-csp", "mp_20")):
-        m = _load(out / job / "metrics.json")
+        m = csp_summary(out / job)
         paper = " ".join(PAPER_CSP[dataset])
         if m is None:
             lines.append(f"| {label} | {model} | not run | | | | | | | {paper} |")

@@ -1,4 +1,5 @@
-"""Denoiser: shapes, permutation equivariance, invariance to a global fractional translation."""
+"""Denoiser: shapes, permutation equivariance, invariance to a global fractional translation; the
+fast paths (model/fast.py) equal to the paper's layer (model/cspnet.py), on random and bundled weights."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 from diffcsp_pp.data.batch import CrystalDataset, fully_connected_edges
 from diffcsp_pp.model import CSPNet, ModelConfig
 from diffcsp_pp.symmetry import analyze
-from tests.conftest import load_fixture_structures
+from diffcsp_pp.model.cspnet import fourier_features
+from tests.conftest import DATASET_FIXTURES, load_fixture_structures
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +82,9 @@ def test_bad_config():
 
 def test_fast_layer_equals_the_papers_layer(dataset):
     """Brute force: concatenate [h_i, h_j, k, ψ(x_j - x_i)] for every ordered pair and apply the
-    Linear layers as written in METHOD §5; the optimised layer must give the same node update."""
-    from diffcsp_pp.model.cspnet import fourier_features
+    Linear layers as written in METHOD §5; the reference layer and the fast pair layer must give
+    the same node update."""
+    from diffcsp_pp.model.fast import pair_layer
 
     torch.manual_seed(0)
     model = CSPNet(ModelConfig(hidden=24, num_layers=1, num_freqs=5)).double()
@@ -103,13 +106,100 @@ def test_fast_layer_equals_the_papers_layer(dataset):
         msg = layer.act(layer.edge_out(layer.act(layer.edge_in(feats)))).mean(0)
         expected[i] = h[i] + layer.act(layer.node_out(layer.act(layer.node_in(torch.cat([hn[i], msg])))))
 
-    num_pairs = (batch.edge_src.shape[0] - N) // 2
-    diff = x[batch.edge_dst[:num_pairs]] - x[batch.edge_src[:num_pairs]]
-    sin_p, cos_p = fourier_features(diff, 5).chunk(2, dim=-1)
+    src, dst = batch.edge_src, batch.edge_dst
     inv = (1.0 / batch.num_atoms.double())[batch.batch_idx][:, None]
-    w_sin, w_cos = layer.fourier_weights(30)
-    got = layer(h, k, sin_p @ w_sin.t(), cos_p @ w_cos.t(), batch.edge_src, batch.edge_dst, batch.batch_idx, inv)
+    reference = layer(h, k[batch.batch_idx[src]], fourier_features(x[dst] - x[src], 5), src, dst, inv)
+    torch.testing.assert_close(reference, expected)
+
+    num_pairs = (src.shape[0] - N) // 2
+    diff = x[dst[:num_pairs]] - x[src[:num_pairs]]
+    sin_p, cos_p = fourier_features(diff, 5).chunk(2, dim=-1)
+    blocks = layer.edge_blocks()
+    got = pair_layer(layer, h, k, sin_p @ blocks.sin.t(), cos_p @ blocks.cos.t(), src, dst, batch.batch_idx, inv)
     torch.testing.assert_close(got, expected)
+
+
+def test_edge_blocks_are_the_columns_of_w1():
+    """W1 applied to [h_i, h_j, k, ψ] is the sum of its named blocks applied to each part."""
+    torch.manual_seed(0)
+    layer = CSPNet(ModelConfig(hidden=8, num_layers=1, num_freqs=3)).double().layers[0]
+    g = torch.Generator().manual_seed(0)
+    hi, hj = torch.randn(4, 8, generator=g, dtype=torch.float64), torch.randn(4, 8, generator=g, dtype=torch.float64)
+    k, psi = torch.randn(4, 6, generator=g, dtype=torch.float64), torch.randn(4, 18, generator=g, dtype=torch.float64)
+    b = layer.edge_blocks()
+    assert b.sin.shape == b.cos.shape == (8, 9) and b.lattice.shape == (8, 6)
+    expected = layer.edge_in(torch.cat([hi, hj, k, psi], dim=-1))
+    parts = hi @ b.h_i.t() + hj @ b.h_j.t() + k @ b.lattice.t() + psi[:, :9] @ b.sin.t() + psi[:, 9:] @ b.cos.t() + b.bias
+    torch.testing.assert_close(parts, expected)
+
+
+def _assert_outputs_close(got, expected, task, **tol):
+    torch.testing.assert_close(got.pred_score_x, expected.pred_score_x, **tol)
+    torch.testing.assert_close(got.pred_eps_k, expected.pred_eps_k, **tol)
+    if task == "gen":
+        torch.testing.assert_close(got.pred_eps_a, expected.pred_eps_a, **tol)
+
+
+@pytest.mark.parametrize("task", ["csp", "gen"])
+def test_fast_forward_equals_the_reference(dataset, task):
+    """CSPNet.forward (pair products, no plan; and with the edge-list plan) gives the outputs of
+    CSPNet.reference, the paper's layers run on every ordered edge; gradients too (training)."""
+    torch.manual_seed(0)
+    model = CSPNet(ModelConfig(hidden=32, num_layers=3, num_freqs=8, task=task)).double()
+    batch = dataset.collate(list(range(len(dataset))))
+    k, _, t, a = _inputs(batch, task)
+    x = _symmetric_coords(batch, 4)
+    reference = model.reference(batch, k, x, t, a)
+    _assert_outputs_close(model(batch, k, x, t, a), reference, task)
+    _assert_outputs_close(model(batch, k, x, t, a, plan=model.fourier_plan(batch)), reference, task)
+
+    def loss(out):
+        return out.pred_score_x.square().sum() + out.pred_eps_k.square().sum() + (
+            0 if out.pred_eps_a is None else out.pred_eps_a.square().sum())
+
+    loss(model(batch, k, x, t, a)).backward()
+    fast_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    loss(model.reference(batch, k, x, t, a)).backward()
+    for fast_grad, p in zip(fast_grads, model.parameters(), strict=True):
+        torch.testing.assert_close(fast_grad, p.grad)
+
+
+#: bundled model -> (fixture of its dataset, crystal size of a dense (uniform) batch)
+BUNDLED = {"perov5-csp": ("perov_5_test.csv.gz", 5), "perov5-csp-small": ("perov_5_test.csv.gz", 5),
+           "mp20-csp": ("mp_20_pilot_train.csv.gz", 8), "mp20-gen": ("mp_20_pilot_train.csv.gz", 8)}
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_bundled_weights_fast_paths_equal_the_reference(name):
+    """The bundled safetensors load unchanged into the one network; its fast paths (no plan; the
+    edge-list plan on a mixed batch; the dense plan on same-size crystals) give the reference
+    layers' outputs: in float64 to rounding (1e-10), in fp32 — as they ship and sample — to 1e-4 on
+    outputs of size ~1-4 (measured 2026-12-07: at most 3e-6 without the plan, 7e-5 with it, on
+    perov5-csp-small's dense plan; float summation order)."""
+    from diffcsp_pp.folder import ModelFolder
+
+    model, cfg = ModelFolder.resolve(name).load()
+    assert model.node_init.weight.dtype == torch.float32
+    task = cfg.model.task
+    fixture, n = BUNDLED[name]
+    own = [analyze(s, DATASET_FIXTURES[fixture], structure_id=m) for m, s in load_fixture_structures(fixture)]
+    same = [i for i in own if i.num_atoms == n][:8]
+    mixed = own[:4] + [analyze(s, 0.1, structure_id=m) for m, s in load_fixture_structures("mp_20_pilot_train.csv.gz")[:8]]
+    assert len(same) >= 2 and len({i.num_atoms for i in mixed}) > 1
+    for dtype, tol in ((torch.float32, 1e-4), (torch.float64, 1e-10)):
+        model = model.to(dtype)
+        for group, dense in ((mixed, False), (same, True)):
+            batch = CrystalDataset(group, dtype=dtype).collate(list(range(len(group))))
+            k, _, t, a = _inputs(batch, task)
+            k, a = k.to(dtype), (a if task == "csp" else a.to(dtype))
+            x = _symmetric_coords(CrystalDataset(group, dtype=torch.float64).collate(list(range(len(group)))), 7).to(dtype)
+            with torch.no_grad():
+                reference = model.reference(batch, k, x, t, a)
+                _assert_outputs_close(model(batch, k, x, t, a), reference, task, atol=tol, rtol=tol)
+                plan = model.fourier_plan(batch)
+                assert (plan.dense is not None) == dense
+                _assert_outputs_close(model(batch, k, x, t, a, plan=plan), reference, task, atol=tol, rtol=tol)
 
 
 def _symmetric_coords(batch, seed):

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import os
-import sys
 import time
 import warnings
 from collections import Counter
@@ -113,30 +111,14 @@ def _stem(path: Path) -> str:
     return name
 
 
-def _pool_context():
-    methods = mp.get_all_start_methods()
-    return mp.get_context("fork" if "fork" in methods else "spawn")
-
-
 def run_analysis(items, symprec, angle_tolerance, workers=1, progress=True, desc="analyse"):
     """Analyse many crystals (in ``workers`` processes), yielding results in input order."""
-    from tqdm import tqdm
+    from ..parallel import ProcessPool
 
     jobs = [(item, symprec, angle_tolerance) for item in items]
-    bar = tqdm(total=len(jobs), desc=desc, unit="crystal", disable=not progress, file=sys.stderr)
-    try:
-        if workers <= 1:
-            for job in jobs:
-                yield _worker(job)
-                bar.update()
-        else:
-            chunk = max(1, min(64, len(jobs) // (workers * 8) or 1))
-            with _pool_context().Pool(workers) as pool:
-                for result in pool.imap(_worker, jobs, chunksize=chunk):
-                    yield result
-                    bar.update()
-    finally:
-        bar.close()
+    chunk = max(1, min(64, len(jobs) // (workers * 8) or 1))
+    with ProcessPool(workers, progress) as pool:
+        yield from pool.map(_worker, jobs, desc, chunksize=chunk)
 
 
 def preprocess(

@@ -11,8 +11,6 @@ RMS) counts. The same figures without the validity gate are reported beside them
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import sys
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -88,24 +86,13 @@ def evaluate_csp(references, predictions, workers: int = 1, fingerprint: bool = 
     Returns:
         (metrics dict, list[RowResult]).
     """
-    from tqdm import tqdm
+    from ..parallel import ProcessPool
 
     jobs = [(i, mid, gt, predictions.get(mid, []), fingerprint) for i, (mid, gt) in enumerate(references)]
     if not jobs:
         raise ValueError("no reference rows to evaluate")
-    bar = tqdm(total=len(jobs), desc="evaluate csp", unit="row", disable=not progress, file=sys.stderr)
-    results: list[RowResult] = []
-    if workers <= 1:
-        for job in jobs:
-            results.append(evaluate_row(job))
-            bar.update()
-    else:
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        with ctx.Pool(workers) as pool:
-            for res in pool.imap(evaluate_row, jobs, chunksize=8):
-                results.append(res)
-                bar.update()
-    bar.close()
+    with ProcessPool(workers, progress, unit="row") as pool:
+        results: list[RowResult] = list(pool.map(evaluate_row, jobs, "evaluate csp", chunksize=8))
     metrics = csp_metrics(results, fingerprint=fingerprint)
     return metrics, results
 

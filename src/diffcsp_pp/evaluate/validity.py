@@ -109,7 +109,9 @@ def structure_valid(structure, cutoff: float = MIN_DISTANCE) -> bool:
 
 def fingerprint_valid(structure) -> bool:
     """True if the CrystalNN "ops" fingerprint of every site can be computed."""
-    featurizer = _crystalnn()
+    from .fingerprints import crystalnn
+
+    featurizer = crystalnn()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -118,13 +120,6 @@ def fingerprint_valid(structure) -> bool:
     except Exception:  # noqa: BLE001 - any failure of the featurizer makes the crystal invalid
         return False
     return True
-
-
-@lru_cache(maxsize=1)
-def _crystalnn():
-    from matminer.featurizers.site import CrystalNNFingerprint
-
-    return CrystalNNFingerprint.from_preset("ops")
 
 
 __all__ = ["OXIDATION_STATE_SETS", "composition_valid", "structure_composition_valid", "structure_valid", "fingerprint_valid"]

@@ -9,7 +9,10 @@
   computes a file's fingerprints once, in one process, and caches them (npz, no pickle) under
   ``default_cache_dir()/retrieval`` keyed by the file's content hash. A structure whose
   fingerprint raises gets a row of NaN.
-- **Composition fingerprint**: matminer ``ElementProperty.from_preset("magpie")`` (132 values) of
+The featurisers and the missing-value policy are :mod:`diffcsp_pp.evaluate.fingerprints`'s.
+
+- **Composition fingerprint**: matminer ``ElementProperty.from_preset("magpie")`` (132 values, matminer's
+  default NaN imputation, with which the bundled template indexes were built) of
   the composition (fractional, so a formula and its multiples have the same fingerprint). NaN
   entries (properties missing for an element) are returned as NaN; :class:`Standardizer` replaces
   them by 0 after standardisation (i.e. by the training mean).
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
+from ..evaluate.fingerprints import crystalnn, fill_missing, magpie
 #: Dimension of the composition fingerprint (22 Magpie properties x 6 statistics).
 COMP_DIM = 132
 #: Dimension of the structure fingerprint (61 CrystalNN "ops" features x mean/std/min/max).
@@ -37,22 +41,13 @@ POSITIVE_CUTOFF = 0.3
 _FP_VERSION = 2  # 2: one CrystalNN call per orbit (site_orbits)
 
 
-@lru_cache(maxsize=1)
-def _magpie():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from matminer.featurizers.composition import ElementProperty
-
-        return ElementProperty.from_preset("magpie")
-
-
 @lru_cache(maxsize=4096)
 def _comp_row(reduced: tuple[tuple[str, int], ...]) -> tuple[float, ...]:
     from pymatgen.core import Composition
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        values = _magpie().featurize(Composition(dict(reduced)))
+        values = magpie(impute_nan=True).featurize(Composition(dict(reduced)))  # the bundled indexes' variant
     return tuple(float(v) for v in values)
 
 
@@ -91,7 +86,7 @@ class Standardizer:
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         z = (np.asarray(features, dtype=np.float64) - self.mean) / (self.std + 1e-6)
-        return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
+        return fill_missing(z)
 
 
 #: Tolerance (Å) of the site-equivalence test that lets :func:`site_fingerprint_summary` featurise one
@@ -132,7 +127,7 @@ def site_fingerprint_summary(structure, use_symmetry: bool = True) -> np.ndarray
     the orbit size; the statistics are those of all sites (tested), at a fraction of the cost for
     crystals with large orbits.
     """
-    fp = _crystalnn()
+    fp = crystalnn()
     reps, sizes = site_orbits(structure) if use_symmetry else (np.arange(len(structure)), np.ones(len(structure)))
     try:
         with warnings.catch_warnings():
@@ -141,15 +136,6 @@ def site_fingerprint_summary(structure, use_symmetry: bool = True) -> np.ndarray
     except Exception:  # noqa: BLE001 - any CrystalNN failure leaves the structure without fingerprint
         return np.full(STRUCT_DIM, np.nan)
     return weighted_site_summary(sites, sizes)
-
-
-@lru_cache(maxsize=1)
-def _crystalnn():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from matminer.featurizers.site import CrystalNNFingerprint
-
-        return CrystalNNFingerprint.from_preset("ops")
 
 
 def structure_fingerprints(csv_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
