@@ -80,7 +80,8 @@ class PredictionWriter:
     Args:
         out_dir: the folder (``--out``).
         inputs: how the outputs are made (JSON-ready); a folder made with other inputs is refused.
-        shard: the shard to write (default: this process's rank, taken at the first write).
+        shard: the shard to write, locked at once (default: this process's rank, taken and locked
+            at the first write: the rank of a distributed run is known once it has started).
         manifest_every: seconds between manifest updates while running (rank 0 writes it).
     """
 
@@ -105,6 +106,8 @@ class PredictionWriter:
         self._last_manifest = time.monotonic()
         if previous is None:
             self._write_manifest(complete=False)
+        if shard is not None:
+            self._open()  # a second run into this shard is refused now, not after its first batch
 
     # -------------------------------------------------------------------------------- reading
     def done(self) -> set[str]:
