@@ -13,7 +13,8 @@ Structures carrying their :class:`~diffcsp_pp.sample.provenance.Provenance`.
 
 Seeds of batched jobs: batch b (rows ``b·batch_size ...`` of the *whole* input) is drawn with
 ``seed + b``, so a run that skips finished batches (a resumed CLI run) draws exactly what an
-uninterrupted run draws, whatever was done before.
+uninterrupted run draws, whatever was done before, and a run spread over Lightning processes
+(:func:`run_batches` with ``devices``) draws what one process draws.
 """
 
 from __future__ import annotations
