@@ -113,7 +113,7 @@ def test_a_concurrent_run_into_the_same_out_is_refused(tmp_path, capsys):
     from diffcsp_pp.sample.writer import PredictionWriter
 
     out = tmp_path / "o"
-    assert main(_generate(out, "-n", "1")) == 0  # the folder exists with its inputs
+    assert main(_generate(out, "-n", "1")) == 0  # (a one-atom crystal: no edges; the network takes it)
     inputs = json.loads((out / "manifest.json").read_text())["inputs"]
     holder = PredictionWriter(out, inputs, shard=outputs.shard_name(0))  # a run in progress
     try:
@@ -121,3 +121,15 @@ def test_a_concurrent_run_into_the_same_out_is_refused(tmp_path, capsys):
         assert "another run is writing" in capsys.readouterr().err
     finally:
         holder.close()
+
+
+def test_device_flags_parse_like_train():
+    from diffcsp_pp.cli.main import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["generate", "-n", "1", "--out", "o", "--accelerator", "gpu", "--devices", "4",
+                              "--num-nodes", "2", "--precision", "bf16-mixed"])
+    assert (args.accelerator, args.devices, args.num_nodes, args.precision) == ("gpu", 4, 2, "bf16")
+    assert parser.parse_args(["predict", "--csv", "x", "--out", "o", "--precision", "32-true"]).precision == "fp32"
+    train = parser.parse_args(["train", "--out", "o", "--accelerator", "cpu", "--devices", "2", "--num-nodes", "3"])
+    assert (train.accelerator, train.devices, train.num_nodes) == ("cpu", 2, 3)

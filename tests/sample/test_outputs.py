@@ -223,3 +223,26 @@ def test_evaluate_csp_reads_an_output_folder_by_material_id(tmp_path, crystals):
               in zip(names, [ids[0], ids[0], ids[1] + "/x"], crystals[:3], strict=True))
     preds, unreadable = _read_predictions(out)
     assert unreadable == [] and sorted(preds) == sorted([ids[0], ids[1] + "/x"]) and len(preds[ids[0]]) == 2
+
+
+def test_predict_csv_with_repeated_and_unsafe_ids(tmp_path, capsys):
+    import pandas as pd
+
+    from diffcsp_pp.cli.main import main
+    from tests.conftest import FIXTURES
+    from tests.test_api import _run
+
+    rows = pd.read_csv(FIXTURES / "perov_5_test.csv.gz").iloc[:3].copy()
+    rows["material_id"] = ["dup", "dup", "../evil"]
+    csv = tmp_path / "rows.csv"
+    rows.to_csv(csv, index=False)
+    out = tmp_path / "out"
+    assert main(["predict", "--csv", str(csv), "--model", str(_run(tmp_path / "run")), "--steps", "2",
+                 "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "2 material id(s) repeated or not usable as file names" in err and "'dup' -> dup_2" in err
+    found = outputs.records(out)
+    assert [r["name"] for r in found] == ["dup", "dup_2", "_evil"]
+    assert [r["material_id"] for r in found] == ["dup", "dup", "../evil"]
+    assert {p.name for p in tmp_path.iterdir()} == {"rows.csv", "out", "run"}  # nothing outside --out
+    assert all((out / r["file"]).is_file() for r in found)

@@ -91,7 +91,7 @@ def fourier_args(values: torch.Tensor, num_freqs: int) -> torch.Tensor:
 
 def fourier_features(diff: torch.Tensor, num_freqs: int) -> torch.Tensor:
     """[E, 6F] features ``[sin(2π f d), cos(2π f d)]`` for f = 0..F-1 of each component of d [E, 3]."""
-    arg = fourier_args(diff, num_freqs).reshape(diff.shape[0], -1)  # [E, 3F], component-major
+    arg = fourier_args(diff, num_freqs).flatten(1)  # [E, 3F], component-major (E may be 0: one-atom crystals)
     return torch.cat([arg.sin(), arg.cos()], dim=-1)
 
 

@@ -214,6 +214,8 @@ class PredictionWriter:
         self._xyz_size = max((r.get("frame", [0, 0])[1] for r in mine), default=0)
         _truncate(self.out / outputs.extxyz_path(self._shard), self._xyz_size)  # frames without records
         self._sweep(mine)
+        if self._owner():  # a resumed run: the manifest says so until its end
+            self._write_manifest(complete=False)
 
     def _sweep(self, mine: list[dict]) -> None:
         """Remove CIFs and temporary files without a record from the buckets a killed batch of this
