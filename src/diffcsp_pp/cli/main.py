@@ -191,7 +191,6 @@ def cmd_train(args) -> int:
 # ------------------------------------------------------------------------------------ predict
 def cmd_predict(args) -> int:
     from ..api import DiffCSPPP
-    from ..sample.writer import PredictionWriter
 
     if (args.formula is None) == (args.csv is None):
         raise ValueError("give either --formula (optionally with --space-group) or --csv")
