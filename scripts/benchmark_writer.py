@@ -43,19 +43,21 @@ def old_writer_module(rev: str):
     return module
 
 
-def fill_old(folder: Path, n: int, cif: str, entry: dict, inputs: dict) -> None:
+def fill_old(folder: Path, n: int, cif: str, entry: dict, inputs: dict, files: bool = True) -> list[dict]:
     (folder / "cifs").mkdir(parents=True)
     entries = []
     for i in range(n):
         name = f"x{i:07d}"
-        (folder / "cifs" / f"{name}.cif").write_text(cif)
+        if files:
+            (folder / "cifs" / f"{name}.cif").write_text(cif)
         entries.append({**entry, "name": name, "file": f"cifs/{name}.cif"})
     (folder / "manifest.json").write_text(json.dumps({"package": "diffcsp-pp", "version": "0", "inputs": inputs,
                                                       "count": n, "requested_space_group_rate": 1.0,
                                                       "entries": entries}, indent=1))
+    return entries
 
 
-def fill_new(folder: Path, n: int, cif: str, entry: dict, inputs: dict) -> None:
+def fill_new(folder: Path, n: int, cif: str, entry: dict, inputs: dict, files: bool = True) -> None:
     from diffcsp_pp.data import outputs
 
     shard = outputs.shard_name(0)
@@ -63,9 +65,10 @@ def fill_new(folder: Path, n: int, cif: str, entry: dict, inputs: dict) -> None:
     for i in range(n):
         name = f"x{i:07d}"
         rel = outputs.cif_path(shard, i, name)
-        path = folder / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(cif)
+        if files:
+            path = folder / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(cif)
         lines.append(json.dumps({**entry, "name": name, "file": rel, "frame": [0, 0]}, separators=(",", ":")) + "\n")
     (folder / outputs.RECORDS).mkdir(parents=True)
     (folder / outputs.records_path(shard)).write_text("".join(lines))
@@ -80,6 +83,10 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--old-rev", default="b29768f", help="a commit before issue #21")
     parser.add_argument("--out", help="JSON of the results (default: print only)")
+    parser.add_argument("--no-files", action="store_true",
+                        help="fill without creating the N CIF files (slow on a loaded disk): the old writer gets its "
+                             "N entries in memory after opening, the new one's N records point at missing files "
+                             "(its add does not read them); open times then lack the files")
     parser.add_argument("--bookkeeping", action="store_true",
                         help="replace the CIF making (spglib + CifWriter) by a precomputed text in both writers, "
                              "so the times are the writers' own: files, extxyz, records / manifest")
@@ -109,7 +116,8 @@ def main() -> int:
     cif_only = (time.perf_counter() - start) / len(batch)
     if args.bookkeeping:
         cif_only = 0.0
-    results = {"batch": args.batch, "cif_only_ms": 1e3 * cif_only, "bookkeeping": args.bookkeeping, "sizes": {}}
+    results = {"batch": args.batch, "cif_only_ms": 1e3 * cif_only, "bookkeeping": args.bookkeeping,
+               "no_files": args.no_files, "sizes": {}}
     print(f"cif only: {1e3 * cif_only:.2f} ms/structure (batch {args.batch})")
     for n in args.sizes:
         row = {}
@@ -118,11 +126,13 @@ def main() -> int:
             try:
                 folder = tmp / "out"
                 folder.mkdir()
-                fill(folder, n, cif, entry, inputs)
+                filled = fill(folder, n, cif, entry, inputs, files=not args.no_files)
                 t0 = time.perf_counter()
                 w = old.PredictionWriter(folder, inputs) if layout == "old" else \
                     PredictionWriter(folder, inputs, shard="r00000")
                 open_s = time.perf_counter() - t0
+                if layout == "old" and args.no_files:
+                    w.entries = list(filled)
                 adds = []
                 for b in range(args.batches):
                     items = [(f"b{b}_{i}", s, {"space_group": detected, "seed": 0}) for i, s in enumerate(batch)]

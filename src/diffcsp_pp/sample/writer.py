@@ -169,11 +169,14 @@ class PredictionWriter:
             self._write_manifest(complete=False)
 
     def close(self, complete: bool = True) -> None:
-        """Write the final manifest (rank 0, counted from every shard's records) and release the
-        shard. ``complete``: every structure the run planned is written."""
+        """Write the final manifest (rank 0; counted again from every shard's records when other
+        shards exist, e.g. other ranks') and release the shard. ``complete``: every structure the
+        run planned is written."""
         if self._owner():
-            found = outputs.records(self.out)
-            self._groups = {r["name"]: (r.get("space_group"), r.get("detected_space_group")) for r in found}
+            own = self._shard or outputs.shard_name(0)
+            if any(p.stem != own for p in outputs.shards(self.out)):  # other shards may have grown since read
+                found = outputs.records(self.out)
+                self._groups = {r["name"]: (r.get("space_group"), r.get("detected_space_group")) for r in found}
             self._write_manifest(complete=complete)
         if self._records is not None:
             self._records.close()  # releases the lock
