@@ -246,3 +246,16 @@ def test_predict_csv_with_repeated_and_unsafe_ids(tmp_path, capsys):
     assert [r["material_id"] for r in found] == ["dup", "dup", "../evil"]
     assert {p.name for p in tmp_path.iterdir()} == {"rows.csv", "out", "run"}  # nothing outside --out
     assert all((out / r["file"]).is_file() for r in found)
+
+
+def test_a_name_redrawn_by_another_rank_is_read_from_the_shard_that_has_its_cif(tmp_path, crystals):
+    out = tmp_path / "out"
+    with PredictionWriter(out, INPUTS, shard="r00001") as w:  # rank 1 wrote it, then its CIF was lost
+        w.add(_items(crystals[:1]))
+    (out / outputs.records(out)[0]["file"]).unlink()
+    with PredictionWriter(out, INPUTS, shard="r00000") as w:  # a rerun gives that batch to rank 0
+        assert w.done() == set()
+        w.add(_items(crystals[:1]))
+    [r] = outputs.records(out)
+    assert r["file"].startswith("cifs/r00000/") and (out / r["file"]).is_file()
+    assert json.loads((out / "manifest.json").read_text())["count"] == 1

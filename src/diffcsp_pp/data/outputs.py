@@ -15,8 +15,8 @@ Layout 2 (written since issue #21; the cost of writing a structure does not grow
 A record holds ``name``, ``file`` (the CIF, relative to the folder), the provenance of the
 structure (requested ``space_group``, ``seed``, ``wyckoff``, ...), what the writer measured
 (``detected_space_group``, ``formula``, ``num_atoms``, ``lattice``) and ``frame`` (the byte range
-of its extxyz frame). A name written twice (a structure whose CIF was lost and drawn again) is
-read as its last record.
+of its extxyz frame). A name written twice (a structure whose CIF was lost and drawn again, by
+the same or another rank) is read as its last record whose CIF exists.
 
 Layout 1 (before issue #21, still read): ``cifs/<name>.cif``, ``structures.extxyz`` and a
 ``manifest.json`` whose ``entries`` list every record. A folder without a manifest is read as a
@@ -135,6 +135,9 @@ def records(folder: str | Path, existing: bool = True) -> list[dict]:
     latest: dict[str, dict] = {}
     for shard in shards(folder):
         for r in read_shard(shard):
+            old = latest.get(r["name"])
+            if old is not None and not (folder / r["file"]).is_file() and (folder / old["file"]).is_file():
+                continue  # a name in two shards (redrawn by another rank): the record whose CIF exists
             latest.pop(r["name"], None)  # a rewritten name moves to its latest position
             latest[r["name"]] = r
     for r in latest.values():
