@@ -54,7 +54,7 @@ def main() -> int:
     from diffcsp_pp.evaluate.csp import evaluate_csp, write_rows_csv
     from diffcsp_pp.jobs import dataset_infos, predict_dataset
     from diffcsp_pp.sample.config import SamplerConfig
-    from diffcsp_pp.sample.writer import symmetric_cif
+    from diffcsp_pp.sample.writer import symmetric_cif, unique_names
 
     tune_allocator()
     torch.set_num_threads(args.threads)
@@ -77,10 +77,11 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     same_sg = 0
-    for info, s in zip(infos, preds, strict=True):
+    names, _ = unique_names([str(info.structure_id) for info in infos])  # file-safe, repeated ids kept apart
+    for info, name, s in zip(infos, names, preds, strict=True):
         text, detected = symmetric_cif(s)
         same_sg += detected == info.space_group
-        (out / f"{info.structure_id}.cif").write_text(text)
+        (out / f"{name}.cif").write_text(text)
     ids = {i.structure_id for i in infos}
     refs = [(r.material_id, parse_cif(r.cif)) for r in read_crystals(args.csv) if r.material_id in ids]
     start = time.perf_counter()

@@ -52,7 +52,10 @@ def cli(*args) -> float:
 
 
 def manifest(folder: Path) -> dict:
-    return json.loads((folder / "manifest.json").read_text())
+    """The summary and the records (``entries``) of an output folder, any layout (the package's reader)."""
+    from diffcsp_pp.data import outputs
+
+    return {**outputs.summary(folder), "entries": outputs.records(folder)}
 
 
 # -------------------------------------------------------------------------- known compounds

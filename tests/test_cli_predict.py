@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from diffcsp_pp.data.outputs import records
 from tests.conftest import FIXTURES
 from tests.test_api import _run
 
@@ -24,9 +25,9 @@ def test_predict_formula_and_csv(tmp_path):
     assert res.returncode == 0, res.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["count"] == 2 and manifest["inputs"]["formula"] == "SrTiO3"
-    assert {e["name"] for e in manifest["entries"]} == {"SrTiO3_sg221_0", "SrTiO3_sg221_1"}
-    assert all((out / e["file"]).is_file() for e in manifest["entries"])
-    assert (out / "structures.extxyz").read_text().count("Lattice=") == 2
+    assert {e["name"] for e in records(out)} == {"SrTiO3_sg221_0", "SrTiO3_sg221_1"}
+    assert all((out / e["file"]).is_file() for e in records(out))
+    assert (out / "extxyz" / "r00000.extxyz").read_text().count("Lattice=") == 2
     again = cli("predict", "--formula", "SrTiO3", "--space-group", "221", "-n", "2", "--model", run, "--steps", "3",
                 "--seed", "1", "--out", out, "--quiet")
     assert again.returncode == 0 and "already" in again.stdout
@@ -37,7 +38,7 @@ def test_predict_formula_and_csv(tmp_path):
     res = cli("predict", "--csv", FIXTURES / "perov_5_test.csv.gz", "--limit", "6", "--batch-size", "4", "--model", run,
               "--steps", "3", "--out", out2, "--quiet")
     assert res.returncode == 0, res.stderr
-    entries = json.loads((out2 / "manifest.json").read_text())["entries"]
+    entries = records(out2)
     assert len(entries) == 6 and all(e["wyckoff"] for e in entries)
     (out2 / entries[0]["file"]).unlink()  # lose one result: the rerun makes only that one again
     res = cli("predict", "--csv", FIXTURES / "perov_5_test.csv.gz", "--limit", "6", "--batch-size", "4", "--model", run,
@@ -52,8 +53,9 @@ def test_predict_formula_and_csv(tmp_path):
     assert res.returncode == 0, res.stderr
     manifest3 = json.loads((out3 / "manifest.json").read_text())
     assert manifest3["inputs"] == json.loads((out2 / "manifest.json").read_text())["inputs"]
+    files3 = {e["name"]: e["file"] for e in records(out3)}
     for e in entries[1:]:
-        assert (out3 / e["file"]).read_text() == (out2 / e["file"]).read_text()
+        assert (out3 / files3[e["name"]]).read_text() == (out2 / e["file"]).read_text()
 
 
 @pytest.mark.parametrize(

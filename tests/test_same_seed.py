@@ -20,6 +20,7 @@ import pytest
 
 from diffcsp_pp import DiffCSPPP, SamplerConfig
 from diffcsp_pp.cli.main import main
+from diffcsp_pp.data.outputs import records
 from diffcsp_pp.sample.writer import PredictionWriter, symmetric_cif
 from tests.conftest import FIXTURES
 
@@ -29,7 +30,8 @@ ROWS, BATCH, STEPS, SEED = 20, 8, 3, 7  # three batches: 8, 8 and 4 rows
 
 
 def _cifs(folder: Path) -> dict[str, str]:
-    return {p.stem: p.read_text() for p in sorted(folder.glob("*.cif"))}
+    """name -> CIF text of an output folder (or a folder of CIFs), read by the package's reader."""
+    return {r["name"]: (folder / r["file"]).read_text() for r in records(folder)}
 
 
 def _predict_args(out: Path, rows: int = ROWS, batch: int = BATCH) -> list[str]:
@@ -64,27 +66,26 @@ def api_cifs() -> dict[str, str]:
 def test_predict_csv_equals_the_api_uninterrupted_or_resumed(api_cifs, tmp_path, monkeypatch):
     whole = tmp_path / "whole"
     assert main(_predict_args(whole)) == 0
-    assert _cifs(whole / "cifs") == api_cifs
+    assert _cifs(whole) == api_cifs
 
     resumed = tmp_path / "resumed"
     stop = _StopAfter(monkeypatch, batches=1)
     assert main(_predict_args(resumed)) == 130  # interrupted after the first batch
-    assert len(_cifs(resumed / "cifs")) == BATCH
+    assert len(_cifs(resumed)) == BATCH
     monkeypatch.undo()
     assert main(_predict_args(resumed)) == 0  # skips the first batch, draws the other two
     assert stop.calls == 1
-    assert _cifs(resumed / "cifs") == api_cifs
+    assert _cifs(resumed) == api_cifs
     manifest = json.loads((resumed / "manifest.json").read_text())
-    assert manifest["count"] == ROWS
+    assert manifest["count"] == ROWS and manifest["complete"] is True
     # each row's seed is its batch's index in the whole input, not among the rows left to do
-    assert sorted({e["seed"] for e in manifest["entries"]}) == [SEED, SEED + 1, SEED + 2]
+    assert sorted({e["seed"] for e in records(resumed)}) == [SEED, SEED + 1, SEED + 2]
 
     # a lost structure of the middle batch: the batch is drawn again, the same crystal comes back
-    lost = sorted((resumed / "cifs").glob("*.cif"))[BATCH + 1]
-    text = lost.read_text()
-    lost.unlink()
+    lost = records(resumed)[BATCH + 1]
+    (resumed / lost["file"]).unlink()
     assert main(_predict_args(resumed)) == 0
-    assert lost.read_text() == text
+    assert _cifs(resumed) == api_cifs
 
 
 def test_benchmark_driver_equals_the_api(api_cifs, tmp_path):
@@ -110,14 +111,14 @@ def test_generate_cli_equals_the_api_uninterrupted_or_resumed(tmp_path, monkeypa
     assert [s.properties["seed"] for s in structures] == [4, 4, 5, 5, 6]  # batch b: seed + b
     whole = tmp_path / "whole"
     assert main(_generate_args(whole)) == 0
-    assert _cifs(whole / "cifs") == api
+    assert _cifs(whole) == api
     resumed = tmp_path / "resumed"
     _StopAfter(monkeypatch, batches=2)
     assert main(_generate_args(resumed)) == 130
-    assert len(_cifs(resumed / "cifs")) == 4
+    assert len(_cifs(resumed)) == 4
     monkeypatch.undo()
     assert main(_generate_args(resumed)) == 0
-    assert _cifs(resumed / "cifs") == api
+    assert _cifs(resumed) == api
 
 
 @pytest.mark.slow
@@ -134,14 +135,14 @@ def test_predict_csv_killed_and_resumed_equals_the_api(tmp_path):
     manifest = out / "manifest.json"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if manifest.is_file() and json.loads(manifest.read_text())["count"] >= batch:
+        if manifest.is_file() and len(records(out)) >= batch:
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.05)
     proc.wait()
     assert manifest.is_file()
-    done = json.loads(manifest.read_text())["count"]
+    done = len(records(out))
     assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
-    assert _cifs(out / "cifs") == expected
+    assert _cifs(out) == expected
     if done == rows:
         pytest.skip("the first run finished before it could be killed (nothing was resumed)")

@@ -189,7 +189,7 @@ class DiffCSPPP:
 
     def predict_dataset(self, data, *, seed: int = 0, sampler: SamplerConfig | None = None,
                         batch_size: int = jobs.PREDICT_BATCH, limit: int | None = None,
-                        progress: bool = False) -> list[tuple[str, object]]:
+                        progress: bool = False, devices=None) -> list[tuple[str, object]]:
         """One prediction per crystal of a dataset from its own space group and Wyckoff template
         (the CSP benchmark, METHOD §7.1; what ``diffcsp-pp predict --csv`` runs).
 
@@ -197,7 +197,9 @@ class DiffCSPPP:
         (cached), or a list of SymmetryInfos. Batches of ``batch_size`` rows, batch b seeded
         ``seed + b`` (:mod:`diffcsp_pp.jobs`). Returns (material id, Structure) per usable row; rows
         that cannot be predicted are skipped with a RuntimeWarning (:func:`diffcsp_pp.jobs.dataset_rows`
-        lists each with its reason).
+        lists each with its reason). ``devices`` (:class:`~diffcsp_pp.sample.distributed.Devices`): the
+        batches as Lightning predict steps over processes / GPUs / nodes (under DDP each process
+        returns its own rows, None for the others).
         """
         self._check_task("csp")
         infos, skipped = jobs.dataset_rows(data, self.config.symprec)
@@ -206,12 +208,13 @@ class DiffCSPPP:
             warnings.warn(f"{len(skipped)} row(s) of the dataset skipped (first: {skipped[0]}); "
                           "jobs.dataset_rows lists them all", RuntimeWarning, stacklevel=2)
         structures = jobs.predict_dataset(self.engine(sampler), infos, seed=_seed(seed), batch_size=batch_size,
-                                          progress=progress)
+                                          progress=progress, devices=devices)
         return [(i.structure_id, s) for i, s in zip(infos, structures, strict=True)]
 
     # ------------------------------------------------------------------------------ generate
     def generate(self, n: int, *, space_group: int | None = None, wyckoff=None, seed: int | None = None,
-                 sampler: SamplerConfig | None = None, batch_size: int = jobs.GENERATE_BATCH, **legacy):
+                 sampler: SamplerConfig | None = None, batch_size: int = jobs.GENERATE_BATCH, devices=None,
+                 **legacy):
         """``n`` new crystals from an ab initio model (pymatgen Structures, conventional cell).
 
         Space groups and Wyckoff patterns are drawn from the model's training distribution
@@ -221,13 +224,13 @@ class DiffCSPPP:
         ``batch_size`` (batch b seeded ``seed + b``, as ``diffcsp-pp generate``); a crystal whose
         generated types raise its group is drawn again. Each structure's ``properties`` hold the
         space group requested and detected, the Wyckoff pattern with the generated elements, the
-        seed and the draws it took.
+        seed and the draws it took. ``devices``: as in :meth:`predict_dataset`.
         """
         self._check_task("gen")
         sampler = self._sampler(sampler, legacy, "generate")
         seed = _seed(seed)
         plan = self.generation_plan(n, space_group, seed, wyckoff)
-        return jobs.generate(self.engine(sampler), plan, seed=seed, batch_size=batch_size)
+        return jobs.generate(self.engine(sampler), plan, seed=seed, batch_size=batch_size, devices=devices)
 
     def generation_plan(self, n: int, space_group: int | None = None, seed: int = 0,
                         wyckoff=None) -> list[tuple[int, tuple[str, ...]]]:

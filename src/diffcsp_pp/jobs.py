@@ -13,7 +13,8 @@ Structures carrying their :class:`~diffcsp_pp.sample.provenance.Provenance`.
 
 Seeds of batched jobs: batch b (rows ``b·batch_size ...`` of the *whole* input) is drawn with
 ``seed + b``, so a run that skips finished batches (a resumed CLI run) draws exactly what an
-uninterrupted run draws, whatever was done before.
+uninterrupted run draws, whatever was done before, and a run spread over Lightning processes
+(:func:`run_batches` with ``devices``) draws what one process draws.
 """
 
 from __future__ import annotations
@@ -256,29 +257,28 @@ def batches(count: int, batch_size: int, seed: int, done: Collection[int] = ()) 
 
 def predict_dataset(engine: Engine, infos: Sequence, seed: int = 0, batch_size: int = PREDICT_BATCH,
                     done: Collection[int] = (), on_batch: Callable[[list], None] | None = None,
-                    progress: bool = False) -> list:
+                    progress: bool = False, devices=None, keep: bool = True) -> list:
     """One prediction per crystal of a dataset (SymmetryInfos) from its own space group and
     Wyckoff template, in batches (see the module docstring for the seeds).
 
     Batches whose every index is in ``done`` are skipped; ``on_batch([(index, info, structure)])``
-    is called after each batch (the CLI writes it then). Returns one Structure per info (None for
-    the skipped ones).
+    is called after each batch (the CLI writes it then). ``devices``
+    (:class:`~diffcsp_pp.sample.distributed.Devices`): spread the batches over Lightning processes
+    / GPUs / nodes (each process then returns and hands to ``on_batch`` only its own batches).
+    Returns one Structure per info (None for the skipped ones, and for all with ``keep=False``).
     """
-    from tqdm import tqdm
-
     _check_task(engine, "csp")
-    out: list = [None] * len(infos)
-    todo = list(batches(len(infos), batch_size, seed, done))
-    for idx, batch_seed in tqdm(todo, desc="predict", unit="batch", disable=not progress):
+
+    def draw(idx: range, batch_seed: int) -> list:
         chunk = [infos[i] for i in idx]
         drawn = engine.draw(chunk, batch_seed)
-        for i, info, d in zip(idx, chunk, drawn, strict=True):
-            out[i] = Provenance(space_group=info.space_group, seed=batch_seed, detected_space_group=d.detected_space_group,
-                                attempts=d.attempts, wyckoff=wyckoff_text(info.species, info.wyckoff_letters)
-                                ).attach(d.structure)
-        if on_batch is not None:
-            on_batch([(i, infos[i], out[i]) for i in idx])
-    return out
+        return [(i, info, Provenance(space_group=info.space_group, seed=batch_seed,
+                                     detected_space_group=d.detected_space_group, attempts=d.attempts,
+                                     wyckoff=wyckoff_text(info.species, info.wyckoff_letters)).attach(d.structure))
+                for i, info, d in zip(idx, chunk, drawn, strict=True)]
+
+    todo = list(batches(len(infos), batch_size, seed, done))
+    return _collect(len(infos), run_batches(engine, draw, todo, on_batch, progress, "predict", devices, keep), keep)
 
 
 def predict_from_formula(engine: Engine, folder, formula: str, top_k: int = 1, seed: int = 0,
@@ -345,29 +345,62 @@ def _predict_enumerated(engine: Engine, folder, formula: str, comp: dict, max_at
 
 def generate(engine: Engine, plan: Sequence[tuple[int, Sequence[str]]], seed: int = 0,
              batch_size: int = GENERATE_BATCH, done: Collection[int] = (),
-             on_batch: Callable[[list], None] | None = None, progress: bool = False) -> list:
+             on_batch: Callable[[list], None] | None = None, progress: bool = False, devices=None,
+             keep: bool = True) -> list:
     """One generated crystal per (space group, Wyckoff labels) of ``plan``, in batches (seeds: see
     the module docstring). Atom types are generated; a crystal whose types raise its group (two
     orbits of one element forming a smaller lattice) is drawn again (``attempts``).
-    ``done`` / ``on_batch([(index, plan item, structure)])`` as in :func:`predict_dataset`.
+    ``done`` / ``on_batch([(index, plan item, structure)])`` / ``devices`` / ``keep`` as in
+    :func:`predict_dataset`.
     """
     import numpy as np
-    from tqdm import tqdm
 
     _check_task(engine, "gen")
     # species are placeholders: the ab initio sampler ignores them and generates the types
     templates = [build_template(sg, [("H", lab) for lab in labels]) for sg, labels in plan]
-    out: list = [None] * len(templates)
-    todo = list(batches(len(templates), batch_size, seed, done))
-    for idx, batch_seed in tqdm(todo, desc="generate", unit="batch", disable=not progress):
+
+    def draw(idx: range, batch_seed: int) -> list:
         drawn = engine.draw([templates[i] for i in idx], batch_seed)
+        out = []
         for i, d in zip(idx, drawn, strict=True):
             t, s = templates[i], d.structure
             species = [s[int(a)].specie for a in np.unique(t.anchor_idx)]
-            out[i] = Provenance(space_group=t.space_group, seed=batch_seed, detected_space_group=d.detected_space_group,
-                                attempts=d.attempts, wyckoff=wyckoff_text(species, t.wyckoff_letters)).attach(s)
+            out.append((i, plan[i], Provenance(space_group=t.space_group, seed=batch_seed,
+                                               detected_space_group=d.detected_space_group, attempts=d.attempts,
+                                               wyckoff=wyckoff_text(species, t.wyckoff_letters)).attach(s)))
+        return out
+
+    todo = list(batches(len(templates), batch_size, seed, done))
+    return _collect(len(templates), run_batches(engine, draw, todo, on_batch, progress, "generate", devices, keep), keep)
+
+
+def run_batches(engine: Engine, draw: Callable[[range, int], list], todo: Sequence[tuple[range, int]],
+                on_batch: Callable[[list], None] | None, progress: bool, desc: str, devices=None,
+                keep: bool = True) -> Iterator[list]:
+    """``draw(indices, seed)`` for every batch of ``todo``, each result handed to ``on_batch``:
+    here, one batch after another, or (``devices`` given) as Lightning predict steps spread over
+    processes (:func:`diffcsp_pp.sample.distributed.run_batches`; ``keep=False``: results not
+    held until the end there). Yields the results."""
+    if devices is not None:
+        from .sample.distributed import run_batches as run_distributed
+
+        yield from run_distributed(engine.model, draw, todo, on_batch, devices, progress, keep)
+        return
+    from tqdm import tqdm
+
+    for idx, batch_seed in tqdm(todo, desc=desc, unit="batch", disable=not progress):
+        result = draw(idx, batch_seed)
         if on_batch is not None:
-            on_batch([(i, plan[i], out[i]) for i in idx])
+            on_batch(result)
+        yield result
+
+
+def _collect(count: int, results: Iterator[list], keep: bool) -> list:
+    out: list = [None] * count
+    for result in results:
+        if keep:
+            for i, _, structure in result:
+                out[i] = structure
     return out
 
 

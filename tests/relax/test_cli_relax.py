@@ -8,6 +8,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from diffcsp_pp.cli.main import main
+from diffcsp_pp.data.outputs import records
 from diffcsp_pp.relax import read_structures
 from diffcsp_pp.symmetry.analyze import detect_space_group
 from tests.test_api import _run
@@ -48,16 +49,17 @@ def test_relax_reads_cif_poscar_extxyz_and_writes_symmetric_cifs(tmp_path, cli):
     code, stdout, stderr = cli("relax", tmp_path / "sto.cif", tmp_path / "POSCAR", tmp_path / "two.extxyz", "--out", out,
                                "--quiet")
     assert code == 0, stderr
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert [e["name"] for e in manifest["entries"]] == ["sto", "POSCAR", "two_0", "two_1"]
+    manifest, entries = json.loads((out / "manifest.json").read_text()), records(out)
+    assert [e["name"] for e in entries] == ["sto", "POSCAR", "two_0", "two_1"]
     assert manifest["requested_space_group_rate"] == 1.0
-    for e in manifest["entries"]:
+    for e in entries:
         r = e["relax"]
         assert r["status"] == "converged" and r["potential"].startswith("CHGNet")
         assert r["energy_after"] < r["energy_before"] and e["energy_per_atom"] == r["energy_after"]
         assert {"max_force_before", "max_force_after", "steps", "seconds"} <= set(r)
-    sto_cif = out / "cifs" / "sto.cif"
-    assert _cif_space_group(sto_cif) == "Pm-3m" and _cif_space_group(out / "cifs" / "POSCAR.cif") == "Fm-3m"
+    files = {e["name"]: out / e["file"] for e in entries}
+    sto_cif = files["sto"]
+    assert _cif_space_group(sto_cif) == "Pm-3m" and _cif_space_group(files["POSCAR"]) == "Fm-3m"
     relaxed = Structure.from_file(sto_cif)
     assert relaxed.lattice.a == pytest.approx(3.905, rel=0.02) and detect_space_group(relaxed, 1e-3) == 221
     assert "4 structures in" in stdout and "4 converged" in stdout and "E=" in stdout
@@ -98,7 +100,7 @@ def test_predict_rank_energy_orders_the_candidates(tmp_path, cli, rank_args):
     code, stdout, stderr = cli("predict", "--formula", "NaCl", "--space-group", "225", "-n", "3", "--model", run,
                                "--steps", "3", "--seed", "1", "--out", out, "--quiet", "--relax-steps", "5", *rank_args)
     assert code == 0, stderr
-    entries = json.loads((out / "manifest.json").read_text())["entries"]
+    entries = records(out)
     energies = [e["energy_per_atom"] for e in entries]
     assert [e["name"] for e in entries] == [f"NaCl_sg225_{i}" for i in range(3)]
     known = [v for v in energies if v is not None]

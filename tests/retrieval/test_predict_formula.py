@@ -10,6 +10,7 @@ import pytest
 from pymatgen.core import Composition
 
 from diffcsp_pp import DiffCSPPP
+from diffcsp_pp.data.outputs import records
 from diffcsp_pp.retrieval.fallback import enumerated_templates
 from diffcsp_pp.symmetry import detect_space_group
 from tests.conftest import tiny_run_dir
@@ -129,7 +130,7 @@ def test_cli_predict_formula_alone(run_dir, tmp_path):
     res = _cli("predict", "--formula", "PtInN3", "--top-k", "2", "--model", run_dir, "--steps", "3", "--out", out,
                "--quiet")
     assert res.returncode == 0, res.stderr
-    entries = json.loads((out / "manifest.json").read_text())["entries"]
+    entries = records(out)
     assert [e["name"] for e in entries] == ["PtInN3_rank1", "PtInN3_rank2"]
     for e in entries:
         assert e["source"] == "template" and e["template"] and e["substitution"] and e["rank"] in (1, 2)
@@ -141,7 +142,7 @@ def test_cli_predict_formula_alone(run_dir, tmp_path):
     plain = _cli("predict", "--formula", "PtInN3", "--top-k", "2", "--diff-ratio", "0", "--model", run_dir,
                  "--out", tmp_path / "plain", "--quiet")
     assert plain.returncode == 0, plain.stderr
-    entries = json.loads((tmp_path / "plain" / "manifest.json").read_text())["entries"]
+    entries = records(tmp_path / "plain")
     assert [e["diff_ratio"] for e in entries] == [0.0, 0.0]
     for args in (("--diff-ratio", "1.5"), ("--diff-ratio", "0", "--space-group", "221")):
         bad = _cli("predict", "--formula", "PtInN3", *args, "--model", run_dir, "--out", tmp_path / "bad2")

@@ -7,6 +7,7 @@ import pytest
 from diffcsp_pp import SamplerConfig, jobs
 from diffcsp_pp.api import DiffCSPPP
 from diffcsp_pp.cli.main import main
+from diffcsp_pp.data.outputs import records
 from diffcsp_pp.symmetry.analyze import detect_space_group
 from tests.conftest import tiny_run_dir
 
@@ -78,16 +79,18 @@ def test_cli_generate_incremental(tmp_path, gen_dir, capsys):
     assert main(args) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["count"] == 5 and manifest["requested_space_group_rate"] is not None  # untrained: any rate
-    assert len(list((out / "cifs").glob("*.cif"))) == 5
-    first = (out / "cifs" / "gen_000000.cif").read_text()
+    files = {e["name"]: out / e["file"] for e in records(out)}
+    assert len(files) == 5 and all(f.is_file() for f in files.values())
+    first = files["gen_000000"].read_text()
     assert "_symmetry_space_group_name_H-M   'P 1'" not in first
     # a lost batch is regenerated identically, the others are skipped
-    lost = (out / "cifs" / "gen_000003.cif").read_text()
-    (out / "cifs" / "gen_000003.cif").unlink()
+    lost = files["gen_000003"].read_text()
+    files["gen_000003"].unlink()
     assert main(args) == 0
     again = json.loads((out / "manifest.json").read_text())
-    assert again["count"] == 5 and sorted(e["name"] for e in again["entries"]) == [f"gen_{i:06d}" for i in range(5)]
-    assert (out / "cifs" / "gen_000003.cif").read_text() == lost  # the same crystal again
+    found = {e["name"]: out / e["file"] for e in records(out)}
+    assert again["count"] == 5 and sorted(found) == [f"gen_{i:06d}" for i in range(5)]
+    assert found["gen_000003"].read_text() == lost  # the same crystal again
     assert main(["generate", "-n", "2", "--model", str(gen_dir), "--wyckoff", "1a", "--out", str(tmp_path / "x")]) == 2
     assert "--wyckoff needs --space-group" in capsys.readouterr().err
 

@@ -246,7 +246,6 @@ def _check_before_load(args, task: str) -> None:
 
 def cmd_predict(args) -> int:
     from ..api import DiffCSPPP
-    from ..sample.writer import PredictionWriter
 
     if (args.formula is None) == (args.csv is None):
         raise ValueError("give either --formula (optionally with --space-group) or --csv")
@@ -255,7 +254,8 @@ def cmd_predict(args) -> int:
     if (args.processes or args.compile) and args.csv is None:
         raise ValueError("--processes and --compile apply to --csv (benchmark mode)")
     _check_before_load(args, "csp")
-    model = DiffCSPPP.load(args.model)
+    devices = _devices(args, "--csv (benchmark mode)" if args.csv is None else None)
+    model = DiffCSPPP.load(args.model, device=_torch_device(args))
     inputs = {k: getattr(args, k) for k in ("formula", "space_group", "wyckoff", "n", "csv", "seed", "steps", "limit",
                                             "precision")}
     if args.compile:  # compiled kernels round differently: part of how the outputs were made
@@ -266,38 +266,44 @@ def cmd_predict(args) -> int:
     if args.diff_ratio is not None and (args.formula is None or args.space_group is not None):
         raise ValueError("--diff-ratio applies to --formula without --space-group")
     post = _relax_options(args, inputs, rank_allowed=args.formula is not None)
-    writer = PredictionWriter(args.out, inputs)
-    done = writer.done()
-    seed = 0 if args.seed is None else _check_seed(args.seed)
-    sampler = _sampler(args)
-    if post and args.csv is not None:
-        writer = _relaxing_writer(args, writer)
-    if args.formula is not None and args.space_group is None:
-        # formula alone: retrieved training templates, refined with partial noise (top-k, ranked)
-        top_k = args.top_k or args.n
-        names = [f"{args.formula}_rank{i + 1}" for i in range(top_k)]
-        if all(n in done for n in names):
-            print(f"all {top_k} structures already in {args.out}")
-            return 0
-        structures = model.predict_from_formula(args.formula, top_k=top_k, seed=seed, diff_ratio=args.diff_ratio,
-                                                sampler=sampler)
-        structures = _relax_and_rank(args, structures)
-        # template only (diff ratio 0) returns each distinct candidate once, so possibly fewer than K
-        writer.add((name, s, dict(s.properties)) for name, s in zip(names, structures))
-    elif args.formula is not None:
-        names = [f"{args.formula}_sg{args.space_group}_{i}" for i in range(args.n)]
-        if all(n in done for n in names):
-            print(f"all {args.n} structures already in {args.out}")
-            return 0
-        structures = model.predict(args.formula, args.space_group, wyckoff=args.wyckoff, n=args.n, seed=seed,
-                                   sampler=sampler)
-        structures = _relax_and_rank(args, structures)
-        writer.add((name, s, dict(s.properties)) for name, s in zip(names, structures, strict=True))
-    else:
-        _predict_csv(args, model, writer, done, seed, sampler)
-    rate = json.loads((Path(args.out) / "manifest.json").read_text())
+    base = _writer(args, inputs, devices)
+    with base:
+        writer = base
+        done = writer.done()
+        seed = 0 if args.seed is None else _check_seed(args.seed)
+        sampler = _sampler(args)
+        if post and args.csv is not None:
+            writer = _relaxing_writer(args, writer)
+        if args.formula is not None and args.space_group is None:
+            # formula alone: retrieved training templates, refined with partial noise (top-k, ranked)
+            top_k = args.top_k or args.n
+            names = [f"{args.formula}_rank{i + 1}" for i in range(top_k)]
+            if all(n in done for n in names):
+                print(f"all {top_k} structures already in {args.out}")
+                return 0
+            structures = model.predict_from_formula(args.formula, top_k=top_k, seed=seed, diff_ratio=args.diff_ratio,
+                                                    sampler=sampler)
+            structures = _relax_and_rank(args, structures)
+            # template only (diff ratio 0) returns each distinct candidate once, so possibly fewer than K
+            writer.add((name, s, dict(s.properties)) for name, s in zip(names, structures))
+        elif args.formula is not None:
+            names = [f"{args.formula}_sg{args.space_group}_{i}" for i in range(args.n)]
+            if all(n in done for n in names):
+                print(f"all {args.n} structures already in {args.out}")
+                return 0
+            structures = model.predict(args.formula, args.space_group, wyckoff=args.wyckoff, n=args.n, seed=seed,
+                                       sampler=sampler)
+            structures = _relax_and_rank(args, structures)
+            writer.add((name, s, dict(s.properties)) for name, s in zip(names, structures, strict=True))
+        else:
+            _predict_csv(args, model, writer, done, seed, sampler, devices)
+    if not _is_rank_zero():
+        return 0
+    from ..data import outputs
+
+    rate = outputs.summary(args.out)
     if args.formula is not None:
-        for e in rate["entries"]:
+        for e in outputs.records(args.out):
             print(_describe(e))
     print(f"{rate['count']} structures in {args.out} (requested space group kept: "
           f"{100 * (rate['requested_space_group_rate'] or 0):.1f} %)")
@@ -329,40 +335,105 @@ def _sampler(args):
                          parallel="processes" if processes else "threads")
 
 
-def _predict_csv(args, model, writer, done, seed, sampler) -> None:
+def _predict_csv(args, model, writer, done, seed, sampler, devices) -> None:
     """Benchmark mode: one prediction per row from the row's own space group and Wyckoff template
     (:func:`diffcsp_pp.jobs.predict_dataset`; a rerun skips the finished batches and draws the rest
-    exactly as an uninterrupted run would)."""
-    from ..jobs import dataset_rows, predict_dataset, write_skipped
+    exactly as an uninterrupted run would). Rows that cannot be predicted are reported (a count and
+    ``skipped.jsonl``); repeated or unsafe material ids get unique safe names."""
+    from ..jobs import SKIPPED_FILE, dataset_rows, predict_dataset, write_skipped
+    from ..sample.writer import unique_names
 
     infos, skipped = dataset_rows(args.csv, model.config.symprec)
     infos = infos[: args.limit]
-    report = write_skipped(args.out, skipped)
-    if skipped:
-        reasons = ", ".join(f"{k}: {v}" for k, v in Counter(r["reason"] for r in skipped).most_common())
-        print(f"{len(skipped)} row(s) of {args.csv} skipped ({reasons}); each with its reason in {report}")
+    report = Path(args.out) / SKIPPED_FILE
+    if _is_rank_zero():
+        write_skipped(args.out, skipped)
+        if skipped:
+            reasons = ", ".join(f"{k}: {v}" for k, v in Counter(r["reason"] for r in skipped).most_common())
+            print(f"{len(skipped)} row(s) of {args.csv} skipped ({reasons}); each with its reason in {report}")
     if not infos:
         raise ValueError(f"no row of {args.csv} can be predicted ({len(skipped)} skipped; see {report})")
-    finished = {i for i, info in enumerate(infos) if info.structure_id in done}
+    names, renamed = unique_names([str(info.structure_id) for info in infos])
+    if renamed and _is_rank_zero():
+        print(f"diffcsp-pp predict: {len(renamed)} material id(s) repeated or not usable as file names, written as "
+              + ", ".join(f"{raw!r} -> {name}" for raw, name in renamed[:3]) + (" ..." if len(renamed) > 3 else ""),
+              file=sys.stderr)
+    finished = {i for i, name in enumerate(names) if name in done}
 
     def write(batch) -> None:
-        writer.add((info.structure_id, s, dict(s.properties)) for i, info, s in batch if i not in finished)
+        writer.add((names[i], s, {"index": i, "material_id": str(info.structure_id), **s.properties})
+                   for i, info, s in batch if i not in finished)
 
     predict_dataset(model.engine(sampler), infos, seed=seed, batch_size=args.batch_size, done=finished,
-                    on_batch=write, progress=not args.quiet)
+                    on_batch=write, progress=not args.quiet, devices=devices, keep=False)
+
+
+def _devices(args, not_here: str | None = None):
+    """The Lightning devices of --accelerator / --devices / --num-nodes (None: none given; the
+    batches then run in this process, in threads or --processes). ``not_here``: the mode that
+    does not take them."""
+    from ..sample.distributed import Devices
+
+    given = [f for f, v in (("--accelerator", args.accelerator), ("--devices", args.devices),
+                            ("--num-nodes", args.num_nodes)) if v is not None]
+    if not given:
+        return None
+    if not_here:
+        raise ValueError(f"{', '.join(given)} apply to {not_here}")
+    if args.device is not None:
+        raise ValueError(f"--device is for one process; it excludes {', '.join(given)} (use --accelerator gpu)")
+    devices = Devices(args.accelerator or "auto", args.devices or 1, args.num_nodes or 1)
+    if devices.processes > 1 and getattr(args, "processes", False):
+        raise ValueError("--processes applies to one process; with --devices / --num-nodes each process samples "
+                         "its batches in threads")
+    return devices
+
+
+def _torch_device(args) -> str:
+    """--device (default cpu), checked."""
+    import torch
+
+    if args.device is None:
+        return "cpu"
+    try:
+        device = torch.device(args.device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device must be a torch device such as cpu, cuda or cuda:1, got {args.device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: no CUDA GPU is available")
+    if device.type != "cpu" and getattr(args, "processes", False):
+        raise ValueError("--processes applies to --device cpu")
+    return str(device)
+
+
+def _writer(args, inputs: dict, devices):
+    """The output writer: a run in this process writes (and locks at once) shard 0; each process of
+    a Lightning run writes its own rank's shard."""
+    from ..data.outputs import shard_name
+    from ..sample.writer import PredictionWriter
+
+    return PredictionWriter(args.out, inputs, shard=None if devices is not None else shard_name(0))
+
+
+def _is_rank_zero() -> bool:
+    """This process reports (rank 0 of a distributed run, or a run in one process)."""
+    from ..sample.writer import process_rank
+
+    return process_rank() == 0 and os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 # ----------------------------------------------------------------------------------- generate
 def cmd_generate(args) -> int:
     """Ab initio generation in batches; each finished batch is written, a rerun skips finished ones."""
     from ..api import DEFAULT_GEN, DiffCSPPP
+    from ..data import outputs
     from ..jobs import generate
-    from ..sample.writer import PredictionWriter
 
     if args.wyckoff is not None and args.space_group is None:
         raise ValueError("--wyckoff needs --space-group")
     _check_before_load(args, "gen")
-    model = DiffCSPPP.load(args.model or DEFAULT_GEN)
+    devices = _devices(args)
+    model = DiffCSPPP.load(args.model or DEFAULT_GEN, device=_torch_device(args))
     seed = 0 if args.seed is None else _check_seed(args.seed)
     plan = model.generation_plan(args.n, args.space_group, seed, args.wyckoff)
     inputs = {k: getattr(args, k) for k in ("n", "space_group", "wyckoff", "seed", "steps", "batch_size", "precision")}
@@ -370,19 +441,21 @@ def cmd_generate(args) -> int:
     if args.compile:
         inputs["compile"] = True
     post = _relax_options(args, inputs, rank_allowed=False)
-    writer = PredictionWriter(args.out, inputs)
-    if post:
-        writer = _relaxing_writer(args, writer)
-    done = writer.done()
-    names = [f"gen_{i:06d}" for i in range(args.n)]
-    finished = {i for i, name in enumerate(names) if name in done}
+    base = _writer(args, inputs, devices)
+    with base:
+        writer = _relaxing_writer(args, base) if post else base
+        done = writer.done()
+        names = [f"gen_{i:06d}" for i in range(args.n)]
+        finished = {i for i, name in enumerate(names) if name in done}
 
-    def write(batch) -> None:
-        writer.add((names[i], s, dict(s.properties)) for i, _, s in batch if i not in finished)
+        def write(batch) -> None:
+            writer.add((names[i], s, {"index": i, **s.properties}) for i, _, s in batch if i not in finished)
 
-    generate(model.engine(_sampler(args)), plan, seed=seed, batch_size=args.batch_size, done=finished, on_batch=write,
-             progress=not args.quiet)
-    rate = json.loads((Path(args.out) / "manifest.json").read_text())
+        generate(model.engine(_sampler(args)), plan, seed=seed, batch_size=args.batch_size, done=finished,
+                 on_batch=write, progress=not args.quiet, devices=devices, keep=False)
+    if not _is_rank_zero():
+        return 0
+    rate = outputs.summary(args.out)
     print(f"{rate['count']} structures in {args.out} (requested space group kept: "
           f"{100 * (rate['requested_space_group_rate'] or 0):.1f} %)")
     return 0
@@ -459,6 +532,8 @@ def _describe_energy(entry: dict) -> str:
 
 def cmd_relax(args) -> int:
     """Relax structures (output folders, CIF, POSCAR, extxyz) keeping their space group."""
+    from ..data import outputs
+    from ..data.outputs import shard_name
     from ..policy import check_output_folder
     from ..relax import load_potential, read_structures, relax_structures
     from ..sample.writer import PredictionWriter
@@ -470,24 +545,24 @@ def cmd_relax(args) -> int:
     inputs = {"command": "relax", "inputs": [str(Path(p).resolve()) for p in args.inputs],
               "relax": {"potential": args.potential, **{k: getattr(settings, k) for k in
                                                         ("fmax", "max_stress", "max_steps", "symprec", "optimizer")}}}
-    writer = PredictionWriter(args.out, inputs)
-    done = writer.done()
-    todo = [(n, s) for n, s in items if n not in done]
-    bad = []
-    for start in range(0, len(todo), args.batch_size):
-        chunk = todo[start : start + args.batch_size]
-        results = relax_structures([s for _, s in chunk], potential, settings, batch_size=args.batch_size,
-                                   progress=not args.quiet and len(todo) > 1)
-        writer.add((n, r.structure, dict(r.structure.properties)) for (n, _), r in zip(chunk, results, strict=True))
-        for (n, _), r in zip(chunk, results, strict=True):
-            if r.status != "converged":
-                bad.append(f"{n}: relaxation {r.status.replace('_', ' ')} ({r.message})")
-                print(f"diffcsp-pp relax: {bad[-1]}", file=sys.stderr)
-    manifest = json.loads((Path(args.out) / "manifest.json").read_text())
-    if len(manifest["entries"]) <= 20:
-        for e in manifest["entries"]:
+    with PredictionWriter(args.out, inputs, shard=shard_name(0)) as writer:
+        done = writer.done()
+        todo = [(n, s) for n, s in items if n not in done]
+        bad = []
+        for start in range(0, len(todo), args.batch_size):
+            chunk = todo[start : start + args.batch_size]
+            results = relax_structures([s for _, s in chunk], potential, settings, batch_size=args.batch_size,
+                                       progress=not args.quiet and len(todo) > 1)
+            writer.add((n, r.structure, dict(r.structure.properties)) for (n, _), r in zip(chunk, results, strict=True))
+            for (n, _), r in zip(chunk, results, strict=True):
+                if r.status != "converged":
+                    bad.append(f"{n}: relaxation {r.status.replace('_', ' ')} ({r.message})")
+                    print(f"diffcsp-pp relax: {bad[-1]}", file=sys.stderr)
+    manifest, entries = outputs.summary(args.out), outputs.records(args.out)
+    if len(entries) <= 20:
+        for e in entries:
             print(_describe(e))
-    statuses = [e.get("relax", {}).get("status") for e in manifest["entries"]]
+    statuses = [e.get("relax", {}).get("status") for e in entries]
     print(f"{manifest['count']} structures in {args.out} ({statuses.count('converged')} converged, "
           f"{statuses.count('not_converged')} not converged, "
           f"{sum(s not in ('converged', 'not_converged') for s in statuses)} kept unrelaxed; requested space group "
@@ -500,8 +575,10 @@ def cmd_relax(args) -> int:
 # ----------------------------------------------------------------------------------- evaluate
 def _read_predictions(path: Path) -> tuple[dict, list[str]]:
     """(material_id -> list of Structures, names of unreadable predictions), from a CSV (material_id,
-    cif) or a folder of CIFs named ``<material_id>.cif`` or ``<material_id>__<k>.cif``. A prediction
-    pymatgen cannot read (e.g. two atoms on one site) is a miss for its row, reported by name."""
+    cif), an output folder of ``predict`` (any layout, :mod:`diffcsp_pp.data.outputs`) or a folder
+    of CIFs named ``<material_id>.cif`` or ``<material_id>__<k>.cif``. A prediction pymatgen cannot
+    read (e.g. two atoms on one site) is a miss for its row, reported by name."""
+    from ..data import outputs
     from ..data.sources import is_csv, parse_cif, read_crystals
 
     preds: dict[str, list] = {}
@@ -514,14 +591,13 @@ def _read_predictions(path: Path) -> tuple[dict, list[str]]:
             preds.setdefault(mid, [])
             unreadable.append(name)
 
-    if path.is_dir() and (path / "cifs").is_dir():  # the output folder of `predict`
-        path = path / "cifs"
     if path.is_dir():
-        files = sorted(path.glob("*.cif"))
-        if not files:
+        found = outputs.records(path)
+        if not found:
             raise FileNotFoundError(f"{path} contains no .cif files")
-        for f in files:
-            add(f.stem.split("__")[0], f.name, f.read_text(errors="replace"))
+        for r in found:
+            mid = str(r.get("material_id") or r["name"].split("__")[0])
+            add(mid, Path(r["file"]).name, (path / r["file"]).read_text(errors="replace"))
         return preds, unreadable
     if not is_csv(path):
         raise ValueError(f"--pred must be a folder of CIFs or a CSV with material_id and cif columns: {path}")
@@ -646,9 +722,10 @@ def cmd_evaluate_gen(args) -> int:
 
 def _add_output_args(p) -> None:
     """Flags shared by predict and generate: network precision, output folder, quiet."""
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="network precision (bf16: faster on CPUs with AVX512-BF16; symmetry stays exact)")
-    p.add_argument("--out", required=True, help="output folder (cifs/, structures.extxyz, manifest.json)")
+    p.add_argument("--precision", type=_sampler_precision, choices=["fp32", "bf16"], default="fp32",
+                   help="network precision: fp32 (or 32-true) or bf16 (or bf16-mixed, as for train; faster on GPUs "
+                        "and CPUs with AVX512-BF16; symmetry stays exact)")
+    p.add_argument("--out", required=True, help="output folder (manifest.json, records/, cifs/, extxyz/)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -660,6 +737,22 @@ def _add_speed_args(p, scope: str) -> None:
     p.add_argument("--compile", action="store_true",
                    help=f"{scope}torch.compile the network (needs a C++ compiler; ~10 s per process, then faster; "
                         "with several threads it implies --processes)")
+
+
+def _sampler_precision(text: str) -> str:
+    """--precision of predict / generate: train's spellings (32-true, bf16-mixed) name the same."""
+    return {"32-true": "fp32", "32": "fp32", "bf16-mixed": "bf16"}.get(text, text)
+
+
+def _add_device_args(p, scope: str | None) -> None:
+    """--accelerator / --devices / --num-nodes: Lightning, as for train (``scope``: the sampling
+    modes that take them; None for train), and --device for one process (sampling)."""
+    on = "" if scope is None else f"{scope}run the batches as Lightning predict steps; "
+    p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"], help=f"{on}auto, cpu or gpu")
+    p.add_argument("--devices", type=_positive_int, help=f"{on}processes/GPUs per node (DDP when > 1)")
+    p.add_argument("--num-nodes", type=_positive_int, help=f"{on}nodes (DDP)")
+    if scope is not None:
+        p.add_argument("--device", help="one process on this torch device (cpu, cuda, cuda:1; default cpu)")
 
 
 def _add_relax_args(p, rank: bool) -> None:
@@ -727,9 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ema", action="store_true", help="no EMA of the weights")
     p.add_argument("--ema-decay", type=float)
     p.add_argument("--precision", choices=["32-true", "bf16-mixed"])
-    p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"])
-    p.add_argument("--devices", type=_positive_int, help="processes/GPUs per node (DDP when > 1)")
-    p.add_argument("--num-nodes", type=_positive_int)
+    _add_device_args(p, None)
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads per process")
     p.add_argument("--max-cpu-hours", type=_positive_float,
                    help="stop with a checkpoint once the run has used this much CPU time (all sessions)")
@@ -758,6 +849,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, help="sampler steps (default: the paper's 999)")
     _add_output_args(p)
     _add_speed_args(p, "(--csv) ")
+    _add_device_args(p, "(--csv) ")
     _add_relax_args(p, rank=True)
     p.set_defaults(func=cmd_predict)
 
@@ -771,13 +863,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=100, help="crystals per sampler batch (default 100)")
     _add_output_args(p)
     _add_speed_args(p, "")
+    _add_device_args(p, "")
     _add_relax_args(p, rank=False)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("relax", help="relax structures with a universal potential, keeping their space group")
     p.add_argument("inputs", nargs="+", metavar="DIR|FILE",
                    help="output folders of predict/generate, folders of structure files, CIF, POSCAR or extxyz files")
-    p.add_argument("--out", required=True, help="output folder (cifs/, structures.extxyz, manifest.json)")
+    p.add_argument("--out", required=True, help="output folder (manifest.json, records/, cifs/, extxyz/)")
     p.add_argument("--symprec", type=_positive_float, default=1e-3,
                    help="Å: tolerance of the starting symmetry (1e-3 suits this package's outputs; 0.01-0.1 for "
                         "experimental CIFs)")

@@ -1,19 +1,19 @@
 """Structures to relax, read from this package's output folders or from CIF, POSCAR and extxyz files.
 
-An output folder of ``predict`` / ``generate`` (``cifs/`` + ``manifest.json``) is read through its
-manifest: each entry's CIF, its name, and its record (requested space group, Wyckoff assignment,
-seed, ...) as the structure's ``properties``, so the relaxation checks the group that was asked
-for. Any other folder contributes every CIF / POSCAR / extxyz file in it (or in its ``cifs/``).
+An output folder of ``predict`` / ``generate`` (with a ``manifest.json``) is read through
+:mod:`diffcsp_pp.data.outputs`: each record's CIF, its name, and its record (requested space group,
+Wyckoff assignment, seed, ...) as the structure's ``properties``, so the relaxation checks the
+group that was asked for. Any other folder contributes every CIF / POSCAR / extxyz file in it (or in its ``cifs/``).
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
 #: Manifest fields that describe a written file rather than the structure (recomputed on writing).
-_FILE_FIELDS = ("name", "file", "formula", "num_atoms", "lattice", "detected_space_group")
+_FILE_FIELDS = ("name", "file", "formula", "num_atoms", "lattice", "detected_space_group", "frame", "index",
+                "material_id")
 _CIF = (".cif", ".mcif")
 _XYZ = (".extxyz", ".xyz")
 _POSCAR_SUFFIX = (".vasp", ".poscar")
@@ -59,38 +59,34 @@ def read_file(path: Path) -> list[tuple[str, object]]:
 
 
 def read_output_folder(folder: Path) -> list[tuple[str, object]]:
-    """(name, Structure with its manifest record as properties) of an output folder of this package."""
+    """(name, Structure with its record as properties) of an output folder of this package (any
+    layout, read by :mod:`diffcsp_pp.data.outputs`)."""
+    from ..data import outputs
     from ..data.sources import parse_cif
 
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        entries = manifest["entries"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{folder / 'manifest.json'} is not a manifest of this package: {err}") from None
     out = []
-    for e in entries:
-        path = folder / e["file"]
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is listed in {folder / 'manifest.json'} but missing")
-        s = parse_cif(path.read_text(errors="replace"))
-        s.properties = {k: v for k, v in e.items() if k not in _FILE_FIELDS}
-        out.append((e["name"], s))
+    for r in outputs.records(folder):
+        s = parse_cif((folder / r["file"]).read_text(errors="replace"))
+        s.properties = {k: v for k, v in r.items() if k not in _FILE_FIELDS}
+        out.append((r["name"], s))
     return out
 
 
 def read_structures(paths) -> list[tuple[str, object]]:
     """(name, Structure) from output folders, folders of structure files and structure files, in
     the order given; a name seen before gets a ``_2``, ``_3``... suffix."""
+    from ..data import outputs
+
     items: list[tuple[str, object]] = []
     for p in map(Path, paths):
         if not p.exists():
             raise FileNotFoundError(f"no such file or folder: {p}")
         if p.is_dir():
-            if (p / "manifest.json").is_file():
+            if (p / outputs.MANIFEST).is_file():
                 items += read_output_folder(p)
                 continue
             folder = p / "cifs" if (p / "cifs").is_dir() else p
-            files = sorted(f for f in folder.iterdir() if _is_structure_file(f))
+            files = sorted(f for f in folder.rglob("*") if _is_structure_file(f))
             if not files:
                 raise ValueError(f"{p} holds no manifest.json and no CIF, POSCAR or extxyz file")
             for f in files:
