@@ -309,6 +309,20 @@ def render_gen(out: Path) -> str:
               "| metric | 2026-11-25 | this sample, earlier protocol | this sample, paper's protocol | "
               "paper (MP-20, 10,000 samples) |", "|---|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    rows_csv = out / "mp20_gen" / "metrics.rows.csv"
+    if rows_csv.is_file():
+        import csv
+
+        with rows_csv.open() as fh:
+            table = list(csv.DictReader(fh))
+        valid = sum(r.get("valid") == "True" for r in table)
+        with_hull = sum(bool(r.get("e_above_hull")) for r in table)
+        lines += ["", f"The hull rows are fractions of all {len(table)} crystals, but e_hull exists only where the "
+                  f"training set's CHGNet hull spans the crystal's chemical system (its elements' terminal "
+                  f"phases are in the training set): {with_hull} of the {valid} valid crystals here "
+                  "(`metrics.rows.csv`), with single-point energies of unrelaxed crystals. These rows say "
+                  "little until the hull includes elemental references (e.g. Materials Project's) and the "
+                  "crystals are relaxed (`diffcsp-pp relax`)."]
     p = _load(out / "property_port" / "metrics.json")
     lines += ["", "## The paper's property model, ported (d_E's evaluator)", ""]
     if p is None:
