@@ -157,7 +157,8 @@ def test_names_are_safe_unique_and_stay_inside_out(tmp_path, crystals):
     names, renamed = unique_names(["mp-1", "mp-1", "../../evil", "a/b", "a_b", "", ".hidden"])
     assert len(set(names)) == 7 and names[:2] == ["mp-1", "mp-1_2"]
     assert all("/" not in n and not n.startswith(".") and n for n in names)
-    assert ("mp-1", "mp-1_2") in renamed and len(renamed) == 6
+    # "a/b" becomes a hash-suffixed name (names.safe_output_name), so it does not collide with "a_b"
+    assert ("mp-1", "mp-1_2") in renamed and len(renamed) == 5
     assert all(safe_output_name(n) == n for n in names)  # idempotent
     out = tmp_path / "deep" / "out"
     with PredictionWriter(out, INPUTS, shard="r00000") as w:
@@ -242,7 +243,7 @@ def test_predict_csv_with_repeated_and_unsafe_ids(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "2 material id(s) repeated or not usable as file names" in err and "'dup' -> dup_2" in err
     found = outputs.records(out)
-    assert [r["name"] for r in found] == ["dup", "dup_2", "_evil"]
+    assert [r["name"] for r in found] == ["dup", "dup_2", safe_output_name("../evil")]
     assert [r["material_id"] for r in found] == ["dup", "dup", "../evil"]
     assert {p.name for p in tmp_path.iterdir()} == {"rows.csv", "out", "run"}  # nothing outside --out
     assert all((out / r["file"]).is_file() for r in found)
