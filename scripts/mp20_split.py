@@ -44,7 +44,8 @@ def _read(data: Path, split: str) -> pd.DataFrame:
 def build_split(data: Path, n_select: int, seed: int) -> dict[str, pd.DataFrame]:
     """The split's frames: ``train_official``, ``select``, ``select_300``, ``select_unseen`` and ``train``
     (see the module docstring)."""
-    official = pd.concat([_read(data, p) for p in TRAIN_PARTS], ignore_index=True)
+    parts = {p: _read(data, p) for p in dict.fromkeys((*TRAIN_PARTS, *LITE_PARTS))}  # each file read once
+    official = pd.concat([parts[p] for p in TRAIN_PARTS], ignore_index=True)
     official = official.drop_duplicates("material_id").sort_values("material_id", ignore_index=True)
     val = _read(data, "val_full").sort_values("material_id", ignore_index=True)
     if not 0 < n_select < len(val):
@@ -57,7 +58,7 @@ def build_split(data: Path, n_select: int, seed: int) -> dict[str, pd.DataFrame]
         raise ValueError("a material id occurs in both the train and the val files")
     select = val[is_select].reset_index(drop=True)
     quick = select.iloc[np.sort(rng.choice(len(select), size=min(300, len(select)), replace=False))]
-    lite = set().union(*(_read(data, p)["material_id"] for p in LITE_PARTS))
+    lite = set().union(*(parts[p]["material_id"] for p in LITE_PARTS))
     unseen = select[~select["material_id"].isin(lite)].reset_index(drop=True)
     return {"train_official": official, "select": select, "select_300": quick.reset_index(drop=True),
             "select_unseen": unseen, "train": train}
