@@ -265,9 +265,13 @@ def cmd_mp20(args) -> None:
         entries = sorted(m["entries"], key=lambda e: order[e["name"]])[:limit]
         shutil.rmtree(view, ignore_errors=True)
         (view / "cifs").mkdir(parents=True)
+        flat = []  # a layout-1 view (entries in the manifest, CIFs in cifs/), which the reader takes
         for e in entries:
-            shutil.copy(src / e["file"], view / e["file"])
-        (view / "manifest.json").write_text(json.dumps({**m, "count": len(entries), "entries": entries}, indent=1))
+            rel = f"cifs/{Path(e['file']).name}"
+            shutil.copy(src / e["file"], view / rel)
+            flat.append({**e, "file": rel})
+        head = {k: v for k, v in m.items() if k not in ("entries", "layout", "records")}
+        (view / "manifest.json").write_text(json.dumps({**head, "count": len(flat), "entries": flat}, indent=1))
         clock.run("relax", view, "--out", out / f"relaxed_{k}", *relax_extra)
 
     # sample 0 of the rows the relaxation stages need first, the rest of the rows last
