@@ -1,0 +1,67 @@
+"""scripts/results.py: the whole-MP-20-test jobs run the user commands (with the device flags given)
+and their section of docs/RESULTS.md is rendered between its own markers, nothing else touched."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def results():
+    spec = importlib.util.spec_from_file_location("results_script", ROOT / "scripts" / "results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mp20_test_jobs_are_user_commands_with_device_flags(results, tmp_path):
+    table = results.jobs(Path("/data"), tmp_path, ("--accelerator", "gpu", "--devices", "1"), 16)
+    predict, evaluate = table["mp20_test_csp"]
+    assert predict[:3] == ["diffcsp-pp", "predict", "--csv"] and predict[3] == "/data/mp_20/test_full.csv.gz"
+    assert predict[predict.index("--steps") + 1] == "100" and predict[-4:] == ["--accelerator", "gpu", "--devices", "1"]
+    assert evaluate[:3] == ["diffcsp-pp", "evaluate", "csp"] and evaluate[evaluate.index("--workers") + 1] == "16"
+    predict999 = table["mp20_test_csp_999"][0]
+    assert predict999[predict999.index("--steps") + 1] == "999"
+    generate = table["mp20_test_gen"][1]
+    assert generate[:2] == ["diffcsp-pp", "generate"] and generate[generate.index("-n") + 1] == "10000"
+    assert "--accelerator" in generate
+    ev = table["mp20_test_gen"][2]
+    assert ev[ev.index("--ref") + 1] == "/data/mp_20/test_full.csv.gz"
+    assert ev[ev.index("--train") + 1].endswith("data/mp20/train.csv.gz")
+    # the long jobs are not in the default list of ``run``
+    assert not set(results.MP20_TEST_JOBS) & set(results.DEFAULT)
+    # without flags the Perov-5 jobs are unchanged: predict then evaluate with 2 workers
+    ev5 = results.jobs(Path("/data"), tmp_path)["perov5_csp"][1]
+    assert ev5[ev5.index("--workers") + 1] == "2"
+
+
+def test_mp20_test_section_renders_missing_and_measured_jobs(results, tmp_path):
+    text = results.render_mp20_test(tmp_path)
+    assert text.count("not run") == 4 and "run --only mp20_test_csp_999" in text
+    job = tmp_path / "mp20_test_csp"
+    (job / "structures").mkdir(parents=True)
+    (job / "metrics.json").write_text(json.dumps({
+        "match_rate": 0.5, "rmse": 0.1, "match_rate_ungated": 0.52, "counts": {"rows": 9046}}))
+    (job / "structures" / "manifest.json").write_text(json.dumps(
+        {"layout": 2, "inputs": {"steps": 100}, "requested_space_group_rate": 1.0}))
+    (job / "run.json").write_text(json.dumps({"steps": [{"command": "diffcsp-pp predict --csv x", "wall_s": 10.0},
+                                                        {"command": "diffcsp-pp evaluate csp", "wall_s": 5.0}]}))
+    text = results.render_mp20_test(tmp_path)
+    assert text.count("not run") == 3
+    assert "| 9046 | 100 | **50.00 %** / 0.1000 (ungated 52.00 %; requested group kept 100.00 %) | 10 s + 5 s |" in text
+
+
+def test_write_section_replaces_only_between_its_markers(results, tmp_path):
+    doc = tmp_path / "RESULTS.md"
+    doc.write_text("head\n<!-- a -->\nold\n<!-- b -->\ntail <!-- results:begin --> kept\n")
+    results.write_section(doc, "<!-- a -->", "<!-- b -->", "\nnew\n")
+    assert doc.read_text() == "head\n<!-- a -->\nnew\n<!-- b -->\ntail <!-- results:begin --> kept\n"
+    with pytest.raises(SystemExit, match="lacks the markers"):
+        results.write_section(doc, "<!-- x -->", "<!-- y -->", "")
+    # the repository's RESULTS.md has the section's markers
+    text = (ROOT / "docs" / "RESULTS.md").read_text()
+    assert "<!-- mp20-test:begin -->" in text and "<!-- mp20-test:end -->" in text
