@@ -10,8 +10,8 @@ template index and scorer of prediction from the formula alone, which do not dep
 The config is the run's (file paths reduced to names); ``--step-lr`` / ``--formula-diff-ratio`` set
 its sampler defaults (a measured choice: say where it was measured in ``--note``), otherwise the
 bundled folder's earlier choices are kept. The card takes the training facts from the run (config,
-steps, epochs, validation loss) and the evaluation figures from METRICS.json (from
-csp_benchmark.py); it is documentation only.
+steps, epochs, validation loss) and the evaluation figures from METRICS.json (``evaluate csp`` or
+``evaluate gen`` output, plus the run facts named in the card's fields); it is documentation only.
 """
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+#: the fields of an ``evaluate gen`` metrics file a card keeps (``generated``, ``reference``,
+#: ``sampler_steps`` and ``sample_wall_s`` added to the file by whoever ran it)
+GEN_KEYS = ("generated", "reference", "sampler_steps", "sample_wall_s", "struct_valid", "comp_valid", "valid",
+            "cov_recall", "cov_precision", "wdist_density", "wdist_num_elements", "requested_space_group_rate",
+            "uniqueness", "novelty", "novel_template_rate")
 
 
 def main() -> int:
@@ -55,6 +62,9 @@ def main() -> int:
         dest.write_template_stats(run.template_stats())
     state = run.training_state()
     metrics = [json.loads(Path(m).read_text()) for m in args.metrics]
+    # ``evaluate gen`` metrics (COV etc.) go into their own list; the rest are ``evaluate csp`` ones
+    gen_metrics = [m for m in metrics if "cov_recall" in m]
+    metrics = [m for m in metrics if "cov_recall" not in m]
     config = cfg.to_dict()
     card = {
         "name": args.name, "task": config["task"], "preset": config["preset"], "dataset": config["dataset"],
@@ -65,18 +75,29 @@ def main() -> int:
         "evaluation": [{k: m.get(k) for k in ("csv", "rows", "sampler_steps", "network_evaluations", "match_rate", "rmse",
                                                "match_rate_ungated", "rmse_ungated", "match_rate_over_predicted_rows",
                                                "requested_space_group_rate", "sample_wall_s")} for m in metrics],
+        **({"evaluation_gen": [{k: m.get(k) for k in GEN_KEYS} for m in gen_metrics]} if gen_metrics else {}),
         "sampler_defaults": config["sampler"],  # documentation of what config.json sets
         "note": args.note,
     }
     lines = [f"# {args.name}", "", args.note, "", f"- task: {card['task']}; preset: {card['preset']} "
              f"({card['params']:,} parameters); data: {', '.join(card['train_files'])}",
              f"- trained: {state['global_step']} steps ({state['epoch']} epochs), {args.wall_time_h} h on a 2-core CPU; "
-             f"validation loss {state['val_loss']:.4f}", "", "| test file | rows | sampler steps | match rate | RMSE | "
-             "ungated match rate | requested space group kept |", "|---|---|---|---|---|---|---|"]
+             f"validation loss {state['val_loss']:.4f}"]
+    if card["evaluation"]:
+        lines += ["", "| test file | rows | sampler steps | match rate | RMSE | ungated match rate | requested space "
+                  "group kept |", "|---|---|---|---|---|---|---|"]
     for e in card["evaluation"]:
         lines.append(f"| {Path(e['csv']).name} | {e['rows']} | {e['sampler_steps']} | {100 * e['match_rate']:.2f} % "
                      f"| {e['rmse']:.4f} | {100 * e['match_rate_ungated']:.2f} % "
                      f"| {100 * e['requested_space_group_rate']:.1f} % |")
+    if gen_metrics:
+        lines += ["", "| generated | reference | sampler steps | structural validity | compositional validity | COV-R | "
+                  "COV-P | d_ρ | d_elem | requested space group kept |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for e in card["evaluation_gen"]:
+            lines.append(f"| {e['generated']} | {Path(str(e['reference'])).name} | {e['sampler_steps']} | "
+                         f"{100 * e['struct_valid']:.1f} % | {100 * e['comp_valid']:.1f} % | {100 * e['cov_recall']:.1f} % | "
+                         f"{100 * e['cov_precision']:.1f} % | {e['wdist_density']:.3f} | {e['wdist_num_elements']:.3f} | "
+                         f"{100 * e['requested_space_group_rate']:.1f} % |")
     dest.write_card(card, "\n".join(lines) + "\n")
     print(f"bundled {dest.path}")
     return 0
