@@ -39,7 +39,7 @@ from ase.units import GPa
 
 from .potentials import Potential, load_potential
 
-#: scipy's warning about a matrix logarithm's accuracy, when its estimate is below 1e-7 (matched
+#: scipy's warning about a matrix logarithm's accuracy, when its estimate is below 1e-6 (matched
 #: from the start of the message, as ``warnings.filterwarnings`` does)
 LOGM_NOISE = r"logm result may be inaccurate, approximate err = [0-9.]+e-(0?[7-9]|[1-9][0-9]+)$"
 
@@ -335,7 +335,7 @@ def relax_structures(structures, potential=None, settings: RelaxSettings | None 
     with _spglib_error_mode_kept(), warnings.catch_warnings():
         # ASE's Fréchet cell filter takes a matrix logarithm at every step and scipy warns about its
         # accuracy estimate each time (about 1e-13 here: hundreds of lines per relaxation on stderr);
-        # estimates of 1e-7 or worse still warn
+        # estimates of 1e-6 or worse still warn
         warnings.filterwarnings("ignore", message=LOGM_NOISE, category=RuntimeWarning)
         jobs = _run_rolling(structures, pot, settings, batch_size, bar)
     results = [job.result() for job in jobs]
