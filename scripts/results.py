@@ -423,13 +423,20 @@ def render_mp20_test(out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, begin: str, end: str, body: str) -> int:
-    """Replace the text between ``begin`` and ``end`` of ``path`` with ``body``."""
+def split_section(path: Path, begin: str, end: str) -> tuple[str, str, str]:
+    """``path``'s text as (before ``begin``, between the markers, after ``end``); SystemExit if a
+    marker is missing."""
     text = path.read_text()
     if begin not in text or end not in text:
         raise SystemExit(f"{path} lacks the markers {begin} / {end}")
     head, rest = text.split(begin, 1)
-    tail = rest.split(end, 1)[1]
+    body, tail = rest.split(end, 1)
+    return head, body, tail
+
+
+def write_section(path: Path, begin: str, end: str, body: str) -> int:
+    """Replace the text between ``begin`` and ``end`` of ``path`` with ``body``."""
+    head, _, tail = split_section(path, begin, end)
     path.write_text(f"{head}{begin}{body}{end}{tail}")
     print(f"wrote {path}")
     return 0
@@ -437,25 +444,22 @@ def write_section(path: Path, begin: str, end: str, body: str) -> int:
 
 def write(args) -> int:
     """Replace the generated block of docs/RESULTS.md (between the markers) with the rendered tables
-    (with ``--gen-only``: only its generation section, from its heading to the end marker)."""
+    (with ``--gen-only``: only its generation section, from its heading to the end marker; with
+    ``--mp20-test``: only the whole-MP-20-test section, between its own markers)."""
     path = ROOT / "docs" / "RESULTS.md"
     if args.mp20_test:
         return write_section(path, "<!-- mp20-test:begin -->", "<!-- mp20-test:end -->", render_mp20_test(Path(args.out)))
     begin, end = "<!-- results:begin -->", "<!-- results:end -->"
-    text = path.read_text() if path.is_file() else f"# Results\n\n{begin}\n{end}\n"
-    if begin not in text or end not in text:
-        raise SystemExit(f"{path} lacks the markers {begin} / {end}")
-    head, rest = text.split(begin, 1)
-    body, tail = rest.split(end, 1)
+    if not path.is_file():
+        path.write_text(f"# Results\n\n{begin}\n{end}\n")
     if args.gen_only:
+        body = split_section(path, begin, end)[1]
         if GEN_HEADING not in body:
             raise SystemExit(f"{path} has no section {GEN_HEADING!r} between the markers")
         body = body.split(GEN_HEADING, 1)[0] + render_gen(Path(args.out))
     else:
         body = "\n" + render(Path(args.out))
-    path.write_text(f"{head}{begin}{body}{end}{tail}")
-    print(f"wrote {path}")
-    return 0
+    return write_section(path, begin, end, body)
 
 
 def main() -> int:
