@@ -40,3 +40,17 @@ def test_split_counts_disjoint_and_seeded():
     assert set(split.build_split(SHARED_DATA, 1000, 1)["select"]["material_id"]) != select
     with pytest.raises(ValueError, match="--select"):
         split.build_split(SHARED_DATA, 0, 0)
+
+
+@pytest.mark.skipif(not all(p.is_file() for p in NEEDED), reason="needs ../shared/data/mp_20 (near-full files)")
+def test_split_files_are_recognised_as_mp20(tmp_path, monkeypatch):
+    """The script's split.json lets `evaluate` recognise its files (no --dataset needed)."""
+    import sys
+
+    from diffcsp_pp.evaluate.gen import detect_dataset
+
+    split = _script()
+    monkeypatch.setattr(sys, "argv", ["mp20_split.py", "--data", str(SHARED_DATA), "--out", str(tmp_path)])
+    assert split.main() == 0
+    for name in ("select", "select_300", "select_unseen", "train"):
+        assert detect_dataset(tmp_path / f"{name}.csv.gz") == "mp_20"

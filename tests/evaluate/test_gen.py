@@ -149,6 +149,30 @@ def test_dataset_recognised_by_checksum():
     assert detect_dataset(FIXTURES / "perov_5_test.csv.gz") is None
 
 
+def test_dataset_recognised_from_a_split_summary(tmp_path):
+    """A file a split script derived (data/mp20/select.csv.gz) is recognised by the checksum its
+    split.json records, and only by that: a changed file or a summary without it is not."""
+    import json
+    import shutil
+
+    from diffcsp_pp.data.registry import sha256_uncompressed
+
+    csv = tmp_path / "select.csv.gz"
+    shutil.copy(FIXTURES / "perov_5_test.csv.gz", csv)
+    assert detect_dataset(csv) is None  # no summary beside it
+    summary = {"dataset": "mp_20", "sha256": {"select.csv.gz": sha256_uncompressed(csv)}}
+    (tmp_path / "split.json").write_text(json.dumps(summary))
+    assert detect_dataset(csv) == "mp_20"
+    other = tmp_path / "other.csv.gz"
+    shutil.copy(csv, other)
+    assert detect_dataset(other) is None  # not listed under its name
+    summary["sha256"]["select.csv.gz"] = "0" * 64
+    (tmp_path / "split.json").write_text(json.dumps(summary))
+    assert detect_dataset(csv) is None  # content differs from what the split wrote
+    (tmp_path / "split.json").write_text("{not json")
+    assert detect_dataset(csv) is None
+
+
 def _generate_folder(tmp_path, structures):
     """A `generate`-style output folder written by the project's own PredictionWriter."""
     from diffcsp_pp.sample.writer import PredictionWriter

@@ -93,6 +93,7 @@ the file's content hash (never in the repository).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -135,12 +136,36 @@ def dataset_symprec(dataset: str | None) -> float:
 
 
 def detect_dataset(path) -> str | None:
-    """Benchmark name (``perov_5``, ``mp_20``, ...) of a CSV recognised by its checksum, else None."""
+    """Benchmark name (``perov_5``, ``mp_20``, ...) of a CSV recognised by its checksum, else None.
+
+    Official files are looked up in the registry; a file a split script derived from them (such as
+    ``scripts/mp20_split.py``'s ``data/mp20/select.csv.gz``) is recognised when the ``split.json``
+    beside it names the dataset and lists this file's checksum.
+    """
     from ..data.registry import find_by_checksum
     from ..data.sources import content_hash
 
-    entry = find_by_checksum(content_hash(path))
-    return None if entry is None else entry.dataset
+    path = Path(path)
+    digest = content_hash(path)
+    entry = find_by_checksum(digest)
+    if entry is not None:
+        return entry.dataset
+    return _split_dataset(path, digest)
+
+
+def _split_dataset(path: Path, digest: str) -> str | None:
+    """The dataset a ``split.json`` beside ``path`` records for a file with this checksum, else None."""
+    summary = path.parent / "split.json"
+    if path.is_dir() or not summary.is_file():
+        return None
+    try:
+        info = json.loads(summary.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("sha256"), dict):
+        return None
+    dataset = info.get("dataset")
+    return dataset if info["sha256"].get(path.name) == digest and isinstance(dataset, str) else None
 
 
 @dataclass
