@@ -45,7 +45,7 @@ def main() -> int:
     args = parser.parse_args()
     from safetensors.torch import load_file
 
-    from diffcsp_pp.folder import ModelFolder
+    from diffcsp_pp.folder import ModelFolder, combine_training
 
     run = ModelFolder(args.run)
     dest = ModelFolder(ROOT / "src" / "diffcsp_pp" / "pretrained" / args.name)
@@ -53,14 +53,17 @@ def main() -> int:
     sampler = dest.config().sampler if dest.file(dest.CONFIG).is_file() else cfg.sampler
     changes = {k: v for k, v in (("step_lr", args.step_lr), ("formula_diff_ratio", args.formula_diff_ratio)) if v is not None}
     cfg = dataclasses.replace(cfg, train_files=[Path(f).name for f in cfg.train_files],
-                              val_files=[Path(f).name for f in cfg.val_files], init_from=None,
+                              val_files=[Path(f).name for f in cfg.val_files], init_from=None, init_from_training=None,
                               sampler=dataclasses.replace(sampler, **changes))
     weights = load_file(run.file(run.WEIGHTS))
     dest.write_weights(weights)
     dest.write_config(cfg)
     if run.template_stats():
         dest.write_template_stats(run.template_stats())
-    state = run.training_state()
+    # a run continued from other weights (--init-from) states the whole training, stage by stage
+    machine = f"2-core CPU (AMD EPYC), {cfg.train.precision}"
+    state = combine_training(run.prior_training(), {**run.training_state(), "wall_time_h": args.wall_time_h,
+                                                    "machine": machine})
     metrics = [json.loads(Path(m).read_text()) for m in args.metrics]
     # ``evaluate gen`` metrics (COV etc.) go into their own list; the rest are ``evaluate csp`` ones
     gen_metrics = [m for m in metrics if "cov_recall" in m]
@@ -70,8 +73,7 @@ def main() -> int:
         "name": args.name, "task": config["task"], "preset": config["preset"], "dataset": config["dataset"],
         "train_files": config["train_files"], "val_files": config["val_files"], "model": config["model"],
         "params": int(sum(t.numel() for t in weights.values())),
-        "training": {**state, "wall_time_h": args.wall_time_h,
-                     "machine": f"2-core CPU (AMD EPYC), {config['train'].get('precision', '32-true')}"},
+        "training": state,
         "evaluation": [{k: m.get(k) for k in ("csv", "rows", "sampler_steps", "network_evaluations", "match_rate", "rmse",
                                                "match_rate_ungated", "rmse_ungated", "match_rate_over_predicted_rows",
                                                "requested_space_group_rate", "sample_wall_s")} for m in metrics],
@@ -81,8 +83,10 @@ def main() -> int:
     }
     lines = [f"# {args.name}", "", args.note, "", f"- task: {card['task']}; preset: {card['preset']} "
              f"({card['params']:,} parameters); data: {', '.join(card['train_files'])}",
-             f"- trained: {state['global_step']} steps ({state['epoch']} epochs), {args.wall_time_h} h on a 2-core CPU; "
-             f"validation loss {state['val_loss']:.4f}"]
+             f"- trained: {state['global_step']} steps ({state['epoch']} epochs), {state['wall_time_h']:.2f} h on a 2-core "
+             f"CPU ({state['cpu_hours']:.2f} CPU-hours"
+             + (f", in {len(state['segments'])} stages continued with --init-from" if 'segments' in state else "")
+             + f"); validation loss {state['val_loss']:.4f}"]
     if card["evaluation"]:
         lines += ["", "| test file | rows | sampler steps | match rate | RMSE | ungated match rate | requested space "
                   "group kept |", "|---|---|---|---|---|---|---|"]

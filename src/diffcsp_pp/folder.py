@@ -9,7 +9,7 @@ A model folder (a training run directory or a bundled model under ``pretrained/`
 | ``template_stats.json`` | pattern counts of the training set (:class:`TemplateStats`) | training |
 | ``template_index.npz`` | retrieval index of prediction from the formula alone | ``scripts/build_template_index.py`` |
 | ``template_scorer.json`` / ``.safetensors`` | the index's ranker | ``scripts/build_template_index.py`` |
-| ``training_state.json`` | step, epoch, last validation loss | training |
+| ``training_state.json`` | step, epoch, last validation loss, CPU and wall hours of this run | training |
 | ``card.json``, ``README.md`` | documentation (model card) | bundling |
 
 Sampler defaults (Langevin γ, the refinement start of prediction from the formula alone) live in
@@ -18,6 +18,10 @@ documentation only and never changes what is sampled. Folders written before the
 section existed are still read: their config gets the official defaults, or, for one release,
 the ``step_lr`` / ``formula_diff_ratio`` their card states (with a DeprecationWarning).
 Every write is atomic (:mod:`diffcsp_pp.atomic`).
+
+A run started from other weights (``train --init-from``) records in its config what those weights
+had been trained for (``init_from_training``); :meth:`ModelFolder.total_training` adds it up, so a
+model continued across machines or sessions states its whole training (``segments``: each stage).
 """
 
 from __future__ import annotations
@@ -37,6 +41,42 @@ BUNDLED = {"mp20-csp": "mp20-csp", "mp20-gen": "mp20-gen", "perov5-csp": "perov5
 DEFAULT_CSP = "mp20-csp"
 DEFAULT_GEN = "mp20-gen"
 PRETRAINED = Path(__file__).parent / "pretrained"
+
+#: training figures that add up over the stages of a model continued with ``--init-from``
+TRAINING_TOTALS = ("global_step", "epoch", "cpu_hours", "wall_hours", "wall_time_h")
+
+
+def combine_training(prior: dict | None, state: dict) -> dict:
+    """The training of weights trained as ``state`` says, starting from weights trained as ``prior``
+    says: the totals (:data:`TRAINING_TOTALS`) add up, everything else (validation loss, machine) is
+    the last stage's, and ``segments`` lists the stages in order (a prior's own segments are kept)."""
+    if not prior:
+        return dict(state)
+
+    def stage(d: dict) -> dict:
+        return {k: d[k] for k in (*TRAINING_TOTALS, "val_loss", "machine") if k in d}
+
+    out = dict(state)
+    for key in TRAINING_TOTALS:
+        mine, before = state.get(key), prior.get(key)
+        if isinstance(mine, (int, float)) and isinstance(before, (int, float)):
+            out[key] = before + mine
+    out["segments"] = [*(prior.get("segments") or [stage(prior)]), stage(state)]
+    return out
+
+
+def training_of(path: str | os.PathLike) -> dict:
+    """All the training behind the weights at ``path`` (a model folder, or a weights file in one);
+    {} when nothing says (a bare weights file, a folder that is gone)."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if not folder.is_dir():
+        return {}
+    try:
+        return ModelFolder(folder).total_training()
+    except (DataError, OSError, ValueError):  # documentation only: an unreadable folder says nothing
+        return {}
+
 
 #: Sampler keys a card could set before they moved into ``config.json`` (read for one release).
 _LEGACY_CARD_KEYS = ("step_lr", "formula_diff_ratio")
@@ -167,6 +207,24 @@ class ModelFolder:
 
     def write_training_state(self, state: dict) -> Path:
         return write_json_atomic(self.file(self.STATE), state)
+
+    def prior_training(self) -> dict:
+        """What the weights a run started from (``--init-from``) had been trained for: recorded in
+        its config when it started, else read from that folder if it is still there; {} otherwise."""
+        if not self.file(self.CONFIG).is_file():
+            return {}
+        cfg = self.config()
+        if cfg.init_from_training:
+            return dict(cfg.init_from_training)
+        return training_of(cfg.init_from) if cfg.init_from else {}
+
+    def total_training(self) -> dict:
+        """All the training behind these weights: a run's ``training_state.json`` combined with
+        :meth:`prior_training`, else (a bundled model) the card's ``training``; {} if neither."""
+        state = self.training_state()
+        if state:
+            return combine_training(self.prior_training(), state)
+        return dict(self._read_card().get("training") or {})
 
     # ------------------------------------------------------------------------------ retrieval
     def has_template_index(self) -> bool:

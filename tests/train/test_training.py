@@ -118,6 +118,17 @@ def test_init_from_weights(tmp_path):
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
+    # b states its whole training: a's 2 steps recorded in its config, then its own 1 (with a gone too)
+    from diffcsp_pp.folder import ModelFolder
+
+    prior = ModelFolder(tmp_path / "b").config().init_from_training
+    assert prior["global_step"] == 2
+    import shutil
+
+    shutil.rmtree(tmp_path / "a")
+    total = ModelFolder(tmp_path / "b").total_training()
+    assert total["global_step"] == 3 and [seg["global_step"] for seg in total["segments"]] == [2, 1]
+    assert total["cpu_hours"] == pytest.approx(prior["cpu_hours"] + total["segments"][1]["cpu_hours"])
     bad = subprocess.run(_cli(tmp_path / "c", cache, "--max-steps", "1", "--init-from", str(tmp_path / "nope")),
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "no weights to start from" in bad.stderr
@@ -208,3 +219,16 @@ def test_nonfinite_batches_are_skipped_and_counted_and_resume_falls_back_to_best
     assert main([*args, "--resume"]) == 2
     err = capsys.readouterr().err
     assert "not a readable checkpoint" in err and len(err.strip().splitlines()) == 1 and "weights_only" not in err
+
+
+def test_combine_training_adds_up_stages_and_keeps_the_last_stage_values():
+    from diffcsp_pp.folder import combine_training
+
+    first = {"global_step": 100, "epoch": 3, "cpu_hours": 1.0, "val_loss": 0.5, "machine": "cpu"}
+    second = combine_training(first, {"global_step": 50, "epoch": 1, "cpu_hours": 0.5, "val_loss": 0.4, "machine": "gpu"})
+    third = combine_training(second, {"global_step": 10, "epoch": 0, "cpu_hours": 0.25, "val_loss": 0.3})
+    assert third["global_step"] == 160 and third["epoch"] == 4 and third["cpu_hours"] == 1.75
+    assert third["val_loss"] == 0.3 and "machine" not in third  # the last stage's, not carried over
+    assert [s["global_step"] for s in third["segments"]] == [100, 50, 10]
+    assert [s.get("machine") for s in third["segments"]] == ["cpu", "gpu", None]
+    assert combine_training(None, {"global_step": 7}) == {"global_step": 7}  # from scratch: no segments

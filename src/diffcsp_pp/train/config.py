@@ -115,6 +115,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     init_from: str | None = None  # weights (model.safetensors or a run directory) to start from
     sampler: SamplerDefaults = field(default_factory=SamplerDefaults)
+    #: the training the ``init_from`` weights had had (steps, CPU hours, ...), recorded when the run starts
+    init_from_training: dict | None = None
 
     def step_lr(self) -> float:
         """The Langevin γ to sample with: ``sampler.step_lr``, else the official value (:data:`STEP_LR`)."""
@@ -138,6 +140,7 @@ class RunConfig:
             train_files=list(d["train_files"]), val_files=list(d["val_files"]), symprec=d.get("symprec"),
             model=ModelConfig(**d["model"]), diffusion=DiffusionConfig(**d["diffusion"]), train=TrainConfig(**d["train"]),
             init_from=d.get("init_from"), sampler=SamplerDefaults(**(d.get("sampler") or {})),
+            init_from_training=d.get("init_from_training"),
         )
 
 

@@ -11,6 +11,7 @@ validation loss), and ``logs/`` (CSV and TensorBoard). ``resume=True`` continues
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -24,7 +25,7 @@ from ..data.registry import default_cache_dir
 from ..data.store import load_records
 from ..data.template_stats import TemplateStats
 from ..errors import DataError
-from ..folder import ModelFolder
+from ..folder import ModelFolder, training_of
 from .config import RunConfig
 
 
@@ -156,6 +157,8 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False, prog
     if not resume and _is_rank_zero() and folder.file(folder.CONFIG).exists():
         raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.init_from and not resume and cfg.init_from_training is None:  # the model's history goes on
+        cfg = dataclasses.replace(cfg, init_from_training=training_of(cfg.init_from) or None)
     if _is_rank_zero():
         folder.write_config(cfg)
 
