@@ -74,3 +74,17 @@ def test_retrieve_ranks_and_substitutes(tiny_index):
     assert len(nacl) == 1 and nacl[0].formula_units == 4 and nacl[0].substitution == {"Na": "K", "Cl": "Br"}
     assert nacl[0].provenance()["source"] == "template"
     assert retrieve(tiny_index, Scorer("euclidean"), {"Na": 1, "Cl": 2}) == []
+
+
+def test_magpie_properties_read_without_matminer_are_matminers():
+    """element_table reads matminer's Magpie files directly (no matminer import at start-up): the
+    values, imputation of missing ones included, must be MagpieData's for every property we use."""
+    from matminer.utils.data import MagpieData
+    from pymatgen.core.periodic_table import Element
+
+    from diffcsp_pp.retrieval.substitution import MAGPIE_PROPERTIES, SUBSTITUTION_PROPERTIES, magpie_property
+
+    data = MagpieData().all_elemental_props
+    for name in sorted(set(MAGPIE_PROPERTIES) | set(SUBSTITUTION_PROPERTIES)):
+        expected = np.array([float(data[name][Element.from_Z(z).symbol]) for z in range(1, 119)])
+        np.testing.assert_array_equal(magpie_property(name), expected, err_msg=name)

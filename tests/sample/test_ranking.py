@@ -1,5 +1,7 @@
 """Chemistry-aware ranking of enumerated Wyckoff assignments."""
 
+import pytest
+
 from diffcsp_pp.api import DiffCSPPP
 from diffcsp_pp.sample.ranking import decoration_score, decorations
 from tests.conftest import tiny_run_dir
@@ -16,6 +18,18 @@ def test_decorations_group_by_pattern():
     assert sorted(known) == [(221, ("1a", "1b", "3c")), (225, ("4a", "4b"))]
     assert len(known[(221, ("1a", "1b", "3c"))]) == 4
     assert ({"1a": ["Ba"], "3c": ["O"], "1b": ["Ti"]}, 1) in known[(221, ("1a", "1b", "3c"))]
+
+
+def test_decorations_of_one_group_are_the_filtered_whole():
+    """The per-group view (parsed after a key-prefix filter) is exactly the whole view restricted to
+    the group, on the bundled MP-20 statistics (group 22's prefix must not take group 221's keys)."""
+    from diffcsp_pp.folder import ModelFolder
+
+    stats = ModelFolder.resolve("mp20-csp").template_stats()
+    whole = decorations(stats)
+    for sg in (1, 2, 14, 22, 62, 221, 225, 227):
+        assert decorations(stats, sg) == {k: v for k, v in whole.items() if k[0] == sg}, sg
+    assert decorations(STATS, 22) == {}
 
 
 def test_perovskite_decoration_beats_swapped_one():
@@ -36,3 +50,18 @@ def test_predict_ranks_the_chemical_decoration_first(tmp_path):
     assert z == 1 and sorted(best) == [("O", "3c"), ("Sr", "1a"), ("Ti", "1b")]
     (best, _), *_ = m.templates_for("LiF", 225)
     assert sorted(best) == [("F", "4b"), ("Li", "4a")]
+
+
+def test_min_assignment_cost_is_the_hungarian_optimum():
+    """The permutation enumeration used for small matrices gives scipy's optimum exactly."""
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    from diffcsp_pp.sample.ranking import min_assignment_cost
+
+    rng = np.random.default_rng(0)
+    for n in range(1, 9):
+        for _ in range(20):
+            cost = rng.random((n, n)) * rng.choice([1.0, 10.0])
+            rows, cols = linear_sum_assignment(cost)
+            assert min_assignment_cost(cost) == pytest.approx(float(cost[rows, cols].sum()), rel=1e-12, abs=1e-12)

@@ -43,6 +43,36 @@ def test_table_size_and_hall_numbers():
     assert hall_number(227) == 526
 
 
+def test_stored_table_is_pyxtals():
+    """The package reads wyckoff_table.npz (scripts/build_wyckoff_table.py) instead of importing
+    pyxtal: every group's positions, letters, multiplicities, site symmetries and operations must
+    be the installed pyxtal's (after a pyxtal upgrade that changes them, rerun the script)."""
+    from pyxtal.symmetry import Group
+
+    for sg in range(1, 231):
+        ours = wyckoff_positions(sg)
+        theirs = list(Group(sg))
+        assert [wp.letter for wp in ours] == [wp.letter for wp in theirs], sg
+        for mine, wp in zip(ours, theirs, strict=True):
+            assert mine.multiplicity == wp.multiplicity
+            np.testing.assert_allclose(mine.ops, np.stack([op.affine_matrix for op in wp.ops]), rtol=0, atol=1e-12)
+            wp.get_site_symmetry()
+            assert mine.site_symmetry == str(wp.site_symm), (sg, wp.letter)
+
+
+def test_predict_starts_without_pyxtal_or_matminer():
+    """Start-up: the sampling path imports neither pyxtal (≈1.2 s) nor matminer (≈0.6 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from diffcsp_pp.symmetry import wyckoff_positions; from diffcsp_pp.retrieval.substitution "
+            "import element_table; wyckoff_positions(227); element_table(); import diffcsp_pp.api; "
+            "print(sorted(m for m in ('pyxtal', 'matminer') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("sg", range(1, 231))
 def test_positions_agree_with_spglib_operations(sg):
     """Every position: anchor op is an idempotent projector, and its ops generate exactly the orbit

@@ -105,10 +105,14 @@ class TemplateStats:
                 out.append((parsed[0], parsed[1], count))
         return out
 
-    def decorations(self) -> list[tuple[int, tuple[tuple[str, str], ...], int]]:
-        """(space group, ((element, label), ...), count) of every species-resolved pattern."""
+    def decorations(self, space_group: int | None = None) -> list[tuple[int, tuple[tuple[str, str], ...], int]]:
+        """(space group, ((element, label), ...), count) of every species-resolved pattern (of one
+        space group only, if given: the keys are filtered by their prefix before any parsing)."""
         out = []
+        prefix = None if space_group is None else f"{int(space_group)}:"
         for key, count in self.counts.items():
+            if prefix is not None and not key.startswith(prefix):
+                continue
             parsed = self.parse(key)
             if parsed is not None and parsed[2] is not None:
                 out.append((parsed[0], tuple(zip(parsed[2], parsed[1], strict=True)), count))

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -40,15 +41,39 @@ _MAX_Z = 103
 @lru_cache(maxsize=4)
 def element_table(properties: tuple[str, ...] = SUBSTITUTION_PROPERTIES) -> dict[str, np.ndarray]:
     """Symbol -> standardised property vector, for Z = 1-103 (missing values -> the mean, i.e. 0)."""
-    from matminer.utils.data import MagpieData
     from pymatgen.core.periodic_table import Element
 
-    data = MagpieData().all_elemental_props
     symbols = [Element.from_Z(z).symbol for z in range(1, _MAX_Z + 1)]
-    table = np.array([[_float(data[p].get(s)) for p in properties] for s in symbols], dtype=np.float64)
+    table = np.stack([magpie_property(p)[:_MAX_Z] for p in properties], axis=1)
     mean, std = np.nanmean(table, 0), np.nanstd(table, 0)
     table = np.nan_to_num((table - mean) / np.where(std > 0, std, 1.0), nan=0.0)
     return dict(zip(symbols, table, strict=True))
+
+
+#: elements in matminer's Magpie tables (its ``MagpieData`` reads Z = 1-118)
+_MAGPIE_Z = 118
+
+
+@lru_cache(maxsize=64)
+def magpie_property(name: str) -> np.ndarray:
+    """One Magpie elemental property for Z = 1-118, as ``matminer.utils.data.MagpieData()`` gives it
+    (a missing or unparsable value is the mean of the others), read from matminer's data file
+    without importing matminer (its import costs about 0.6 s of a command's start-up)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("matminer")
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    path = next((Path(r) / "utils" / "data_files" / "magpie_elementdata" / f"{name}.table" for r in roots
+                 if (Path(r) / "utils" / "data_files" / "magpie_elementdata" / f"{name}.table").is_file()), None)
+    if path is None:  # another matminer layout: ask matminer itself
+        from matminer.utils.data import MagpieData
+        from pymatgen.core.periodic_table import Element
+
+        data = MagpieData().all_elemental_props[name]
+        return np.array([_float(data.get(Element.from_Z(z).symbol)) for z in range(1, _MAGPIE_Z + 1)])
+    lines = path.read_text().splitlines()
+    values = np.array([_float(lines[z]) if z < len(lines) else np.nan for z in range(_MAGPIE_Z)])
+    return np.where(np.isnan(values), np.nanmean(values), values)
 
 
 def _float(value) -> float:

@@ -25,12 +25,14 @@ import numpy as np
 SIMILARITY_SCALE = 0.5
 
 
-def decorations(stats: Mapping[str, int]) -> dict[tuple[int, tuple[str, ...]], list[tuple[dict[str, list[str]], int]]]:
-    """(space group, sorted labels) -> [({label: [elements]}, count)] from species-resolved keys."""
+def decorations(stats: Mapping[str, int], space_group: int | None = None
+                ) -> dict[tuple[int, tuple[str, ...]], list[tuple[dict[str, list[str]], int]]]:
+    """(space group, sorted labels) -> [({label: [elements]}, count)] from species-resolved keys (of
+    one space group only, if given)."""
     from ..data.template_stats import TemplateStats
 
     out: dict = defaultdict(list)
-    for sg, sites, count in TemplateStats.of(stats).decorations():
+    for sg, sites, count in TemplateStats.of(stats).decorations(space_group):
         by_label: dict[str, list[str]] = defaultdict(list)
         for el, label in sites:
             by_label[label].append(el)
@@ -42,8 +44,6 @@ def decorations(stats: Mapping[str, int]) -> dict[tuple[int, tuple[str, ...]], l
 def decoration_score(space_group: int, sites: Sequence[tuple[str, str]],
                      known: Mapping[tuple[int, tuple[str, ...]], list]) -> float:
     """Σ over training decorations of the same pattern of count · exp(-mean orbit distance / scale)."""
-    from scipy.optimize import linear_sum_assignment
-
     from ..retrieval.substitution import element_table
 
     table = element_table()
@@ -61,12 +61,34 @@ def decoration_score(space_group: int, sites: Sequence[tuple[str, str]],
             if len(other) != len(els):
                 total = np.inf
                 break
-            cost = _distances(tuple(els), tuple(other))
-            rows, cols = linear_sum_assignment(cost)
-            total += float(cost[rows, cols].sum())
+            total += min_assignment_cost(_distances(tuple(els), tuple(other)))
         if np.isfinite(total):
             score += count * float(np.exp(-total / len(sites) / SIMILARITY_SCALE))
     return score
+
+
+#: square cost matrices up to this size are solved by enumerating permutations (exact, and it spares
+#: every ``predict`` the 0.6 s import of scipy.optimize); larger ones by the Hungarian algorithm
+_BRUTE_FORCE_MAX = 6
+
+
+def min_assignment_cost(cost: np.ndarray) -> float:
+    """The least total cost of a one-to-one assignment of the rows of a square matrix to its columns."""
+    n = len(cost)
+    if n <= _BRUTE_FORCE_MAX:
+        perms = _permutations(n)
+        return float(cost[np.arange(n), perms].sum(axis=1).min()) if n else 0.0
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(cost)
+    return float(cost[rows, cols].sum())
+
+
+@lru_cache(maxsize=None)
+def _permutations(n: int) -> np.ndarray:
+    import itertools
+
+    return np.array(list(itertools.permutations(range(n))), dtype=np.intp).reshape(-1, n)
 
 
 @lru_cache(maxsize=65536)

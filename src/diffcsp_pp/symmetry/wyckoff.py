@@ -1,7 +1,8 @@
 """Wyckoff positions of the 230 space groups and the orbit operators (METHOD §3).
 
 Tables come from pyxtal (International Tables, standard settings; origin choice 2 where a group has
-two; hexagonal axes for rhombohedral groups). For every (space group, letter) we keep the affine
+two; hexagonal axes for rhombohedral groups), stored in ``wyckoff_table.npz`` by
+``scripts/build_wyckoff_table.py`` and checked against pyxtal in the tests. For every (space group, letter) we keep the affine
 operations ``W_j = [[R_j, t_j], [0, 1]]`` (fractional, conventional cell). The first op ``W_0`` of
 every position is an idempotent projector onto the position (``R_0² = R_0``, ``R_0 t_0 = 0``;
 checked for all 1731 positions in the tests), so an anchor atom's own coordinates are its free
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,29 +60,37 @@ class WyckoffPosition:
         return f"{self.multiplicity}{self.letter}"
 
 
+#: The Wyckoff table of the 230 groups, written from pyxtal by ``scripts/build_wyckoff_table.py``
+#: (read instead of importing pyxtal, whose package import costs about 1.2 s of every start-up).
+WYCKOFF_TABLE = Path(__file__).with_name("wyckoff_table.npz")
+
+
+@lru_cache(maxsize=1)
+def _wyckoff_table() -> dict[str, np.ndarray]:
+    with np.load(WYCKOFF_TABLE, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
 @lru_cache(maxsize=None)
 def wyckoff_positions(space_group: int) -> tuple[WyckoffPosition, ...]:
     """All Wyckoff positions of a space group, general position first (pyxtal order)."""
-    from pyxtal.symmetry import Group
-
     number = check_space_group(space_group)
+    table = _wyckoff_table()
+    ends = np.append(table["start"][1:], len(table["ops"]))
+    bottom = np.broadcast_to(np.array([0.0, 0.0, 0.0, 1.0]), (1, 1, 4))
     positions = []
-    for wp in Group(number):
-        ops = np.stack([op.affine_matrix for op in wp.ops]).astype(np.float64)
+    for i in np.flatnonzero(table["group"] == number):
+        part = table["ops"][table["start"][i]:ends[i]].astype(np.float64) / float(table["denominator"])
+        ops = np.concatenate([part, np.broadcast_to(bottom, (len(part), 1, 4))], axis=1)
         ops.setflags(write=False)
-        try:
-            wp.get_site_symmetry()
-            site_sym = str(wp.site_symm)
-        except Exception:  # noqa: BLE001 - the symbol is informative only
-            site_sym = ""
         positions.append(
             WyckoffPosition(
                 space_group=number,
-                letter=wp.letter,
-                multiplicity=int(wp.multiplicity),
+                letter=str(table["letter"][i]),
+                multiplicity=int(table["multiplicity"][i]),
                 ops=ops,
                 dof=int(np.linalg.matrix_rank(ops[0, :3, :3])),
-                site_symmetry=site_sym,
+                site_symmetry=str(table["site_symmetry"][i]),
             )
         )
     return tuple(positions)
