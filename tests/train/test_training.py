@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from diffcsp_pp.folder import ModelFolder
 
 from diffcsp_pp.data.batch import CrystalDataset
 from diffcsp_pp.diffusion.process import DiffusionConfig, Schedules, diffusion_loss
@@ -119,16 +122,26 @@ def test_init_from_weights(tmp_path):
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
     # b states its whole training: a's 2 steps recorded in its config, then its own 1 (with a gone too)
-    from diffcsp_pp.folder import ModelFolder
-
     prior = ModelFolder(tmp_path / "b").config().init_from_training
     assert prior["global_step"] == 2
-    import shutil
-
-    shutil.rmtree(tmp_path / "a")
     total = ModelFolder(tmp_path / "b").total_training()
     assert total["global_step"] == 3 and [seg["global_step"] for seg in total["segments"]] == [2, 1]
     assert total["cpu_hours"] == pytest.approx(prior["cpu_hours"] + total["segments"][1]["cpu_hours"])
+    # Adam's first step moves every weight by about lr: the warm-up (500 steps by default after
+    # --init-from) scales that step by 1/warm-up; --warmup-steps 0 shows the jolt it prevents
+    for name, warm, bound in (("w", [], 1e-2 / 500 * 1.01), ("w0", ["--warmup-steps", "0"], None)):
+        run = subprocess.run(_cli(tmp_path / name, cache, "--max-steps", "1", "--lr", "1e-2", "--no-ema", *warm,
+                                  "--init-from", str(tmp_path / "a")), capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        after = load_file(tmp_path / name / "model.safetensors")
+        moved = max(float((after[k] - a[k]).abs().max()) for k in a)
+        if bound is None:
+            assert moved > 0.5e-2  # the jolt: about lr
+        else:
+            assert 0 < moved <= bound
+            assert ModelFolder(tmp_path / name).config().train.warmup_steps == 500
+    shutil.rmtree(tmp_path / "a")  # recorded at the start: the source may go
+    assert ModelFolder(tmp_path / "b").total_training()["global_step"] == 3
     bad = subprocess.run(_cli(tmp_path / "c", cache, "--max-steps", "1", "--init-from", str(tmp_path / "nope")),
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "no weights to start from" in bad.stderr
@@ -167,8 +180,6 @@ def test_a_moved_run_resumes_and_keeps_writing_last_ckpt(tmp_path):
     """A run directory copied elsewhere (another machine) and resumed there keeps its checkpoint in
     last.ckpt; Lightning's version counter once wrote last-v1.ckpt beside the stale last.ckpt, so a
     second --resume silently restarted from the old step."""
-    import shutil
-
     cache, first, moved = tmp_path / "cache", tmp_path / "first", tmp_path / "moved"
     steps = ["--checkpoint-every", "4", "--val-every", "1000"]
     done = subprocess.run(_cli(first, cache, *steps, "--max-steps", "8"), capture_output=True, text=True, timeout=600)
@@ -232,3 +243,10 @@ def test_combine_training_adds_up_stages_and_keeps_the_last_stage_values():
     assert [s["global_step"] for s in third["segments"]] == [100, 50, 10]
     assert [s.get("machine") for s in third["segments"]] == ["cpu", "gpu", None]
     assert combine_training(None, {"global_step": 7}) == {"global_step": 7}  # from scratch: no segments
+
+
+def test_warmup_factor():
+    from diffcsp_pp.train.config import warmup_factor
+
+    assert [warmup_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_factor(0, 0) == 1.0

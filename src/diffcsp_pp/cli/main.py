@@ -36,6 +36,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+#: learning-rate warm-up steps of a run started from trained weights (``train --init-from``)
+INIT_FROM_WARMUP = 500
+
+
 # ----------------------------------------------------------------------------------- symmetry
 def _symmetry_payload(info) -> dict:
     lengths, angles = info.lattice_parameters
@@ -162,6 +176,8 @@ def cmd_train(args) -> int:
         "scheduler": args.scheduler, "lr": args.lr, "val_every_epochs": args.val_every,
         "num_threads": args.threads, "ema_decay": args.ema_decay,
         "ema": False if args.no_ema else None, "max_cpu_hours": args.max_cpu_hours,
+        "warmup_steps": args.warmup_steps if args.warmup_steps is not None
+        else (INIT_FROM_WARMUP if args.init_from and not args.resume else None),
     }
     check_output_folder(args.out)
     check("workers", args.workers, "--workers")
@@ -806,6 +822,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--init-from", metavar="WEIGHTS", help="start from these weights (model.safetensors or a run dir)")
+    p.add_argument("--warmup-steps", type=_non_negative_int, metavar="N",
+                   help=f"linear learning-rate warm-up over the first N steps (default: 0; {INIT_FROM_WARMUP} with "
+                        "--init-from, whose fresh optimizer would otherwise jolt the trained weights)")
     p.add_argument("--hidden", type=_positive_int, help="override the preset's hidden size")
     p.add_argument("--layers", type=_positive_int, help="override the preset's number of layers")
     p.add_argument("--num-freqs", type=_positive_int, help="override the preset's Fourier frequencies")

@@ -83,6 +83,10 @@ class TrainConfig:
     checkpoint_every: int = 500
     num_threads: int | None = None
     max_cpu_hours: float | None = None  # stop (with a checkpoint) once the run's CPU time reaches this
+    #: linear learning-rate warm-up over the run's first steps (0: none, as in the paper); continuing
+    #: trained weights with a fresh Adam (``--init-from``) needs it: Adam's first updates move every
+    #: weight by about ``lr`` whatever its gradient, which undoes part of the training
+    warmup_steps: int = 0
 
     def __post_init__(self):
         if self.scheduler not in ("plateau", "cosine", "none"):
@@ -92,6 +96,8 @@ class TrainConfig:
         for name in ("batch_size", "devices", "num_nodes", "checkpoint_every", "val_every_epochs", "max_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.max_cpu_hours is not None and not self.max_cpu_hours > 0:
@@ -142,6 +148,12 @@ class RunConfig:
             init_from=d.get("init_from"), sampler=SamplerDefaults(**(d.get("sampler") or {})),
             init_from_training=d.get("init_from_training"),
         )
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Learning-rate factor of optimizer step ``step`` (0-based) under a linear warm-up: ``(step + 1) /
+    warmup_steps`` for the first ``warmup_steps`` steps, then 1."""
+    return 1.0 if step >= warmup_steps else (step + 1) / warmup_steps
 
 
 def preset_config(preset: str, task: str, dataset: str | None, overrides: dict) -> tuple[ModelConfig, TrainConfig]:

@@ -17,7 +17,7 @@ from torch.optim.swa_utils import AveragedModel
 from ..data.batch import CrystalDataset, EpochBatchSampler
 from ..diffusion.process import DiffusionConfig, Schedules, diffusion_loss
 from ..model.cspnet import CSPNet, ModelConfig
-from .config import TrainConfig
+from .config import TrainConfig, warmup_factor
 
 _VAL_SALT = 1_000_003
 
@@ -100,8 +100,18 @@ class DiffCSPModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.nonfinite_batches = int(checkpoint.get("nonfinite_batches", 0))
 
-    def optimizer_step(self, *args, **kwargs):
-        super().optimizer_step(*args, **kwargs)
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+        # the warm-up scales the learning rate of this step only: the scheduler never sees it, and a
+        # resumed run (same global_step) takes the same steps
+        factor = warmup_factor(self.global_step, self.train_config.warmup_steps)
+        saved = [group["lr"] for group in optimizer.param_groups]
+        for group in optimizer.param_groups:
+            group["lr"] *= factor
+        try:
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        finally:
+            for group, lr in zip(optimizer.param_groups, saved, strict=True):
+                group["lr"] = lr
         if self.ema is not None:
             self.ema.update_parameters(self.model)
 
