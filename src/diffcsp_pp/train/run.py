@@ -233,9 +233,15 @@ def resume_checkpoint(run_dir: str | os.PathLike) -> Path:
     return path
 
 
+#: the EMA's update count when a run starts from trained weights: its warm-up rule
+#: (:func:`~diffcsp_pp.train.module.ema_update_fn`) then uses the full decay from the first step
+EMA_CONTINUE_COUNT = 1_000_000
+
+
 def _init_weights(module, path: Path) -> None:
-    """Start from saved weights (fine-tuning, or continuing a model across machines); the EMA starts
-    from them too (its first update copies the model)."""
+    """Start from saved weights (fine-tuning, or continuing a model across machines). The EMA starts
+    from them too, at its full decay: the weights are already an average, and the warm-up rule of a
+    new EMA would let it follow the first noisy steps closely (its decay is 0.975 after 350 steps)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -246,6 +252,9 @@ def _init_weights(module, path: Path) -> None:
         module.model.load_state_dict(load_file(weights))
     except (RuntimeError, SafetensorError, OSError) as err:
         raise DataError(f"cannot start from {weights}: {err}") from None
+    if module.ema is not None:
+        module.ema.module.load_state_dict(module.model.state_dict())
+        module.ema.n_averaged.fill_(EMA_CONTINUE_COUNT)
 
 
 def load_run_config(run_dir: str | os.PathLike) -> RunConfig:
