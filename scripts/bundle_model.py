@@ -31,6 +31,13 @@ GEN_KEYS = ("generated", "reference", "sampler_steps", "sample_wall_s", "struct_
             "uniqueness", "novelty", "novel_template_rate")
 
 
+def _cost(state: dict) -> str:
+    """The README's cost text, e.g. ' (4.40 CPU-hours, in 2 stages continued with --init-from)'."""
+    parts = ([f"{state['cpu_hours']:.2f} CPU-hours"] if "cpu_hours" in state else []) + (
+        [f"in {len(state['segments'])} stages continued with --init-from"] if "segments" in state else [])
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def main() -> int:
     import json
 
@@ -84,9 +91,7 @@ def main() -> int:
     lines = [f"# {args.name}", "", args.note, "", f"- task: {card['task']}; preset: {card['preset']} "
              f"({card['params']:,} parameters); data: {', '.join(card['train_files'])}",
              f"- trained: {state['global_step']} steps ({state['epoch']} epochs), {state['wall_time_h']:.2f} h on a 2-core "
-             f"CPU ({state['cpu_hours']:.2f} CPU-hours"
-             + (f", in {len(state['segments'])} stages continued with --init-from" if 'segments' in state else "")
-             + f"); validation loss {state['val_loss']:.4f}"]
+             f"CPU{_cost(state)}; validation loss {state['val_loss']:.4f}"]
     if card["evaluation"]:
         lines += ["", "| test file | rows | sampler steps | match rate | RMSE | ungated match rate | requested space "
                   "group kept |", "|---|---|---|---|---|---|---|"]

@@ -2,8 +2,9 @@
 
 Tables come from pyxtal (International Tables, standard settings; origin choice 2 where a group has
 two; hexagonal axes for rhombohedral groups), stored in ``wyckoff_table.npz`` by
-``scripts/build_wyckoff_table.py`` and checked against pyxtal in the tests. For every (space group, letter) we keep the affine
-operations ``W_j = [[R_j, t_j], [0, 1]]`` (fractional, conventional cell). The first op ``W_0`` of
+``scripts/build_wyckoff_table.py`` and checked against pyxtal in the tests. For every (space group,
+letter) we keep the affine operations ``W_j = [[R_j, t_j], [0, 1]]`` (fractional, conventional
+cell). The first op ``W_0`` of
 every position is an idempotent projector onto the position (``R_0² = R_0``, ``R_0 t_0 = 0``;
 checked for all 1731 positions in the tests), so an anchor atom's own coordinates are its free
 representative: ``x_a = W_0 x_a``.
