@@ -91,7 +91,8 @@ def main() -> int:
     lines = [f"# {args.name}", "", args.note, "", f"- task: {card['task']}; preset: {card['preset']} "
              f"({card['params']:,} parameters); data: {', '.join(card['train_files'])}",
              f"- trained: {state['global_step']} steps ({state['epoch']} epochs), {state['wall_time_h']:.2f} h on a 2-core "
-             f"CPU{_cost(state)}; validation loss {state['val_loss']:.4f}"]
+             f"CPU{_cost(state)}; validation loss "
+             + ("not measured yet" if state.get("val_loss") is None else f"{state['val_loss']:.4f}")]
     if card["evaluation"]:
         lines += ["", "| test file | rows | sampler steps | match rate | RMSE | ungated match rate | requested space "
                   "group kept |", "|---|---|---|---|---|---|---|"]
