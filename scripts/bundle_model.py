@@ -71,6 +71,7 @@ def main() -> int:
     machine = f"2-core CPU (AMD EPYC), {cfg.train.precision}"
     state = combine_training(run.prior_training(), {**run.training_state(), "wall_time_h": args.wall_time_h,
                                                     "machine": machine})
+    state["wall_time_h"] = round(state["wall_time_h"], 2)
     metrics = [json.loads(Path(m).read_text()) for m in args.metrics]
     # ``evaluate gen`` metrics (COV etc.) go into their own list; the rest are ``evaluate csp`` ones
     gen_metrics = [m for m in metrics if "cov_recall" in m]
