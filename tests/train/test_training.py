@@ -145,6 +145,13 @@ def test_init_from_weights(tmp_path):
             assert ModelFolder(tmp_path / name).config().train.warmup_steps == (0 if "0" in warm else 500)
     shutil.rmtree(tmp_path / "a")  # recorded at the start: the source may go
     assert ModelFolder(tmp_path / "b").total_training()["global_step"] == 3
+    # a bundled model by name (the small preset's shape), its history recorded from its card
+    named = subprocess.run(_cli(tmp_path / "n", cache, "--max-steps", "1", "--hidden", "128", "--layers", "4",
+                                "--num-freqs", "128", "--init-from", "perov5-csp-small"),
+                           capture_output=True, text=True, timeout=600)
+    assert named.returncode == 0, named.stderr[-2000:]
+    card = ModelFolder.resolve("perov5-csp-small").card()["training"]
+    assert ModelFolder(tmp_path / "n").total_training()["global_step"] == card["global_step"] + 1
     bad = subprocess.run(_cli(tmp_path / "c", cache, "--max-steps", "1", "--init-from", str(tmp_path / "nope")),
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "no weights to start from" in bad.stderr

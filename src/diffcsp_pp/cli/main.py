@@ -50,6 +50,17 @@ def _non_negative_int(text: str) -> int:
 INIT_FROM_WARMUP = 500
 
 
+def _init_from_path(value: str | None) -> str | None:
+    """``--init-from``: a weights file or model folder on disk, else a bundled model's name."""
+    if value is None:
+        return None
+    from ..folder import BUNDLED, ModelFolder
+
+    if not Path(value).exists() and value in BUNDLED:
+        return str(ModelFolder.resolve(value).path.resolve())
+    return str(Path(value).resolve())
+
+
 # ----------------------------------------------------------------------------------- symmetry
 def _symmetry_payload(info) -> dict:
     lengths, angles = info.lattice_parameters
@@ -207,7 +218,7 @@ def cmd_train(args) -> int:
                         train_files=[str(Path(f).resolve()) for f in args.train],
                         val_files=[str(Path(f).resolve()) for f in args.val],
                         symprec=args.symprec, model=model, train=train_cfg,
-                        init_from=str(Path(args.init_from).resolve()) if args.init_from else None)
+                        init_from=_init_from_path(args.init_from))
     weights = train(cfg, args.out, resume=args.resume, progress=not args.quiet,
                     cache_dir=args.cache_dir, workers=args.workers)
     print(f"weights {weights}")
@@ -821,7 +832,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=["paper", "small"], default="small", help="model size and schedule")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--init-from", metavar="WEIGHTS", help="start from these weights (model.safetensors or a run dir)")
+    p.add_argument("--init-from", metavar="WEIGHTS", help="start from these weights (model.safetensors, a run dir or a bundled model's name, e.g. mp20-csp)")
     p.add_argument("--warmup-steps", type=_non_negative_int, metavar="N",
                    help=f"linear learning-rate warm-up over the first N steps (default: 0; {INIT_FROM_WARMUP} with "
                         "--init-from, whose fresh optimizer would otherwise jolt the trained weights)")
