@@ -43,7 +43,7 @@ def table() -> dict[str, np.ndarray]:
             letters.append(wp.letter)
             mults.append(int(wp.multiplicity))
             sites.append(site)
-            starts.append(sum(len(o) for o in ops))
+            starts.append(starts[-1] + len(ops[-1]) if ops else 0)
             ops.append(scaled.astype(np.int8))
     return {"group": np.array(groups, np.int16), "letter": np.array(letters), "multiplicity": np.array(mults, np.int16),
             "site_symmetry": np.array(sites), "start": np.array(starts, np.int32),

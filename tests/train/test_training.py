@@ -14,10 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from diffcsp_pp.folder import ModelFolder
-
 from diffcsp_pp.data.batch import CrystalDataset
 from diffcsp_pp.diffusion.process import DiffusionConfig, Schedules, diffusion_loss
+from diffcsp_pp.folder import ModelFolder
 from diffcsp_pp.model import CSPNet, ModelConfig
 from diffcsp_pp.symmetry import analyze
 from tests.conftest import FIXTURES, load_fixture_structures

@@ -63,8 +63,8 @@ def magpie_property(name: str) -> np.ndarray:
 
     spec = importlib.util.find_spec("matminer")
     roots = list(spec.submodule_search_locations or []) if spec else []
-    path = next((Path(r) / "utils" / "data_files" / "magpie_elementdata" / f"{name}.table" for r in roots
-                 if (Path(r) / "utils" / "data_files" / "magpie_elementdata" / f"{name}.table").is_file()), None)
+    files = (Path(r) / "utils" / "data_files" / "magpie_elementdata" / f"{name}.table" for r in roots)
+    path = next((f for f in files if f.is_file()), None)
     if path is None:  # another matminer layout: ask matminer itself
         from matminer.utils.data import MagpieData
         from pymatgen.core.periodic_table import Element

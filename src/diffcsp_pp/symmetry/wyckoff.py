@@ -78,11 +78,11 @@ def wyckoff_positions(space_group: int) -> tuple[WyckoffPosition, ...]:
     number = check_space_group(space_group)
     table = _wyckoff_table()
     ends = np.append(table["start"][1:], len(table["ops"]))
-    bottom = np.broadcast_to(np.array([0.0, 0.0, 0.0, 1.0]), (1, 1, 4))
     positions = []
     for i in np.flatnonzero(table["group"] == number):
-        part = table["ops"][table["start"][i]:ends[i]].astype(np.float64) / float(table["denominator"])
-        ops = np.concatenate([part, np.broadcast_to(bottom, (len(part), 1, 4))], axis=1)
+        ops = np.zeros((ends[i] - table["start"][i], 4, 4))
+        ops[:, :3, :] = table["ops"][table["start"][i]:ends[i]] / float(table["denominator"])
+        ops[:, 3, 3] = 1.0
         ops.setflags(write=False)
         positions.append(
             WyckoffPosition(
