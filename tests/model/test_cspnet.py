@@ -25,7 +25,8 @@ def _inputs(batch, task, seed=0):
     k = torch.randn(B, 6, generator=g, dtype=torch.float64)
     x = torch.rand(N, 3, generator=g, dtype=torch.float64)
     t = torch.randint(1, 1001, (B,), generator=g)
-    a = batch.atom_types if task == "csp" else torch.randn(N, 100, generator=g, dtype=torch.float64)
+    # types: one draw per orbit, shared by its atoms (as training and sampling give them)
+    a = batch.atom_types if task == "csp" else torch.randn(N, 100, generator=g, dtype=torch.float64)[batch.anchor_idx]
     return k, x, t, a
 
 
@@ -115,7 +116,8 @@ def test_fast_layer_equals_the_papers_layer(dataset):
     diff = x[dst[:num_pairs]] - x[src[:num_pairs]]
     sin_p, cos_p = fourier_features(diff, 5).chunk(2, dim=-1)
     blocks = layer.edge_blocks()
-    got = pair_layer(layer, h, k, sin_p @ blocks.sin.t(), cos_p @ blocks.cos.t(), src, dst, batch.batch_idx, inv)
+    none = h.new_zeros(0, 24)  # no half-translation edges in the full layout
+    got = pair_layer(layer, h, k, sin_p @ blocks.sin.t(), cos_p @ blocks.cos.t(), none, src, dst, batch.batch_idx, inv)
     torch.testing.assert_close(got, expected)
 
 
@@ -149,6 +151,9 @@ def test_fast_forward_equals_the_reference(dataset, task):
     batch = dataset.collate(list(range(len(dataset))))
     k, _, t, a = _inputs(batch, task)
     x = _symmetric_coords(batch, 4)
+    from diffcsp_pp.model.fast import edge_layout
+
+    assert edge_layout(batch, x, a).rows.shape[0] < x.shape[0]  # the fixture's centred cells are reduced
     reference = model.reference(batch, k, x, t, a)
     _assert_outputs_close(model(batch, k, x, t, a), reference, task)
     _assert_outputs_close(model(batch, k, x, t, a, plan=model.fourier_plan(batch)), reference, task)
@@ -167,7 +172,7 @@ def test_fast_forward_equals_the_reference(dataset, task):
 
 #: bundled model -> (fixture of its dataset, crystal size of a dense (uniform) batch)
 BUNDLED = {"perov5-csp": ("perov_5_test.csv.gz", 5), "perov5-csp-small": ("perov_5_test.csv.gz", 5),
-           "mp20-csp": ("mp_20_pilot_train.csv.gz", 8), "mp20-gen": ("mp_20_pilot_train.csv.gz", 8)}
+           "mp20-csp": ("mp_20_pilot_train.csv.gz", 6), "mp20-gen": ("mp_20_pilot_train.csv.gz", 6)}
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLED))
@@ -184,7 +189,10 @@ def test_bundled_weights_fast_paths_equal_the_reference(name):
     task = cfg.model.task
     fixture, n = BUNDLED[name]
     own = [analyze(s, DATASET_FIXTURES[fixture], structure_id=m) for m, s in load_fixture_structures(fixture)]
-    same = [i for i in own if i.num_atoms == n][:8]
+    from diffcsp_pp.symmetry.wyckoff import centering_translations
+
+    # the dense layout is for same-size crystals without centring (a centred cell takes the reduced edge list)
+    same = [i for i in own if i.num_atoms == n and len(centering_translations(i.space_group)) == 1][:8]
     mixed = own[:4] + [analyze(s, 0.1, structure_id=m) for m, s in load_fixture_structures("mp_20_pilot_train.csv.gz")[:8]]
     assert len(same) >= 2 and len({i.num_atoms for i in mixed}) > 1
     for dtype, tol in ((torch.float32, 1e-4), (torch.float64, 1e-10)):
@@ -260,16 +268,20 @@ def test_fourier_plan_gives_the_full_products(dataset, task):
     _assert_plan_gives_the_full_outputs(model, batch, plan, task, first_seed=10)
 
 
-def _same_size_dataset(name, num_atoms):
+def _same_size_dataset(name, num_atoms, centred=False):
+    from diffcsp_pp.symmetry.wyckoff import centering_translations
+
     infos = [analyze(s, 0.1, structure_id=m) for m, s in load_fixture_structures(name)]
-    return CrystalDataset([i for i in infos if i.num_atoms == num_atoms], dtype=torch.float64)
+    return CrystalDataset([i for i in infos if i.num_atoms == num_atoms
+                           and (len(centering_translations(i.space_group)) > 1) == centred], dtype=torch.float64)
 
 
 @pytest.mark.parametrize("task", ["csp", "gen"])
-@pytest.mark.parametrize(("fixture", "num_atoms"), [("perov_5_test.csv.gz", 5), ("mp_20_pilot_train.csv.gz", 8), ("mp_20_pilot_train.csv.gz", 16)])
+@pytest.mark.parametrize(("fixture", "num_atoms"), [("perov_5_test.csv.gz", 5), ("mp_20_pilot_train.csv.gz", 6), ("mp_20_pilot_train.csv.gz", 20)])
 def test_dense_plan_gives_the_full_products(fixture, num_atoms, task):
-    """Crystals of one size get the dense edge layout (broadcasts instead of gathers); the outputs
-    are those of the edge-list computation without a plan."""
+    """Crystals of one size without centring get the dense edge layout (broadcasts instead of
+    gathers); the outputs are those of the edge-list computation without a plan. Same-size centred
+    crystals take the reduced edge list instead."""
     dataset = _same_size_dataset(fixture, num_atoms)
     assert len(dataset) >= 3
     torch.manual_seed(0)
@@ -279,6 +291,12 @@ def test_dense_plan_gives_the_full_products(fixture, num_atoms, task):
     assert plan.dense is not None and plan.dense.n == num_atoms
     assert any(rows is not None for rows in plan.dense.rows)  # something varies: the varying rows are exercised
     _assert_plan_gives_the_full_outputs(model, batch, plan, task, first_seed=20)
+    if fixture.startswith("mp_20"):
+        centred = _same_size_dataset(fixture, 8, centred=True)
+        batch = centred.collate(list(range(len(centred))))
+        plan = model.fourier_plan(batch)
+        assert plan.dense is None and batch.node_rep.shape[0] < batch.frac_coords.shape[0]
+        _assert_plan_gives_the_full_outputs(model, batch, plan, task, first_seed=30)
 
 
 def test_fourier_plan_on_cubic_perovskite_has_nothing_to_recompute():
@@ -304,3 +322,72 @@ def test_fourier_plan_of_another_batch_is_refused(dataset):
     k, x, t, a = _inputs(batch, "csp")
     with pytest.raises(ValueError, match="Fourier plan"):
         model(batch, k, x, t, a, plan=plan)
+
+
+def test_reduced_edges_layout(dataset):
+    """The reduced layout (data/batch.py): without centring it is the full edge list; with centring
+    every row (one atom per class of translated atoms) sees every atom of its crystal once, a pair's
+    partner edge has the opposite difference x_j - x_i, a half-translation edge its own opposite,
+    and the rows' classes are the atoms an independent check (positions in random symmetric
+    configurations) finds translated onto each other."""
+    from diffcsp_pp.symmetry.wyckoff import wrap_diff
+
+    primitive = [i for i in range(len(dataset)) if dataset.space_group[i] in (7, 191, 2, 10)]
+    batch = dataset.collate(primitive)
+    src, dst = fully_connected_edges(batch.num_atoms)
+    assert torch.equal(batch.red_src, src) and torch.equal(batch.red_dst, dst) and batch.red_half == 0
+    assert torch.equal(batch.node_rep, torch.arange(batch.frac_coords.shape[0]))
+
+    batch = dataset.collate(list(range(len(dataset))))
+    N, R = batch.frac_coords.shape[0], batch.node_rep.shape[0]
+    P, Q = batch.red_pairs, batch.red_half
+    assert R < N and batch.red_src.shape[0] == 2 * P + Q + R
+    assert torch.equal(batch.node_rep[batch.node_of][batch.node_rep], batch.node_rep)
+    rows = batch.node_of[batch.red_src]
+    seen = set(zip(rows.tolist(), batch.red_dst.tolist()))
+    assert len(seen) == batch.red_src.shape[0]  # no edge twice
+    assert seen == {(r, j) for r, i in enumerate(batch.node_rep.tolist()) for j in range(N)
+                    if batch.batch_idx[j] == batch.batch_idx[i]}
+    assert torch.equal(batch.red_src[2 * P + Q:], batch.red_dst[2 * P + Q:])  # self-loops last, one per row
+    for seed in range(3):
+        x = _symmetric_coords(batch, 20 + seed)
+        d = wrap_diff(x[batch.red_dst], x[batch.red_src])
+        assert wrap_diff(d[:P], -d[P:2 * P]).abs().max() < 1e-9
+        assert wrap_diff(d[2 * P:2 * P + Q], -d[2 * P:2 * P + Q]).abs().max() < 1e-9
+        # atoms in one class differ by a constant translation in every configuration
+        same = wrap_diff(x, x[batch.node_rep[batch.node_of]])
+        if seed == 0:
+            first = same
+        assert wrap_diff(same, first).abs().max() < 1e-9
+    # and the classes are as large as the independent check allows: two atoms whose difference is
+    # the same in all configurations and moves the whole crystal onto itself are in one class
+    sizes = torch.bincount(batch.node_of, minlength=R)
+    for b in range(batch.num_graphs):
+        atoms = torch.nonzero(batch.batch_idx == b).flatten()
+        classes = sizes[batch.node_of[atoms]]
+        from diffcsp_pp.symmetry.wyckoff import centering_translations
+        assert (classes == len(centering_translations(int(batch.space_group[b])))).all()
+
+
+@pytest.mark.parametrize("task", ["csp", "gen"])
+def test_asymmetric_coordinates_use_every_edge(dataset, task):
+    """Coordinates that a centring translation does not map onto themselves (not what training or
+    sampling produce) are computed on the full edge list, still equal to the reference."""
+    from diffcsp_pp.model.fast import edge_layout
+
+    torch.manual_seed(0)
+    model = CSPNet(ModelConfig(hidden=16, num_layers=2, num_freqs=4, task=task)).double()
+    batch = dataset.collate(list(range(len(dataset))))
+    k, x, t, a = _inputs(batch, task)
+    assert edge_layout(batch, x, a).rows is None
+    _assert_outputs_close(model(batch, k, x, t, a), model.reference(batch, k, x, t, a), task)
+    x_sym = _symmetric_coords(batch, 0)
+    x_sym[0] = (x_sym[0] + 1e-3) % 1.0  # one atom moved: no longer symmetric
+    assert edge_layout(batch, x_sym, a).rows is None
+    _assert_outputs_close(model(batch, k, x_sym, t, a), model.reference(batch, k, x_sym, t, a), task)
+    if task == "gen":  # symmetric coordinates, types not shared by the orbits
+        x_sym = _symmetric_coords(batch, 0)
+        assert edge_layout(batch, x_sym, a).rows is not None
+        a = torch.randn(a.shape, generator=torch.Generator().manual_seed(5), dtype=a.dtype)
+        assert edge_layout(batch, x_sym, a).rows is None
+        _assert_outputs_close(model(batch, k, x_sym, t, a), model.reference(batch, k, x_sym, t, a), task)

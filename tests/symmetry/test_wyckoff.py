@@ -194,3 +194,56 @@ def test_noised_crystal_keeps_space_group(rng):
         noisy = (x + sigma * project_noise(rng.normal(size=x.shape), t.wyckoff_ops, t.anchor_idx, pinv)) % 1.0
         ds = spglib.get_symmetry_dataset((lattice, noisy, t.atom_types), symprec=1e-4)
         assert ds.number == 62
+
+
+def test_centering_translations_are_spglibs_pure_translations():
+    """Independent check on all 230 groups: the pure translations read from our table are those of
+    spglib's operations in the same setting, and their number is the lattice letter's (P 1, A/B/C/I
+    2, R 3, F 4)."""
+    from diffcsp_pp.symmetry.wyckoff import centering_translations, hall_number
+
+    per_letter = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "R": 3, "F": 4}
+    for sg in range(1, 231):
+        ours = centering_translations(sg)
+        sym = spglib.get_symmetry_from_database(hall_number(sg))
+        pure = sym["translations"][(sym["rotations"] == np.eye(3, dtype=int)).all(axis=(1, 2))] % 1.0
+        assert sorted(map(tuple, np.round(ours, 6))) == sorted(map(tuple, np.round(pure, 6))), sg
+        assert np.abs(ours[0]).max() == 0
+        letter = spglib.get_spacegroup_type(hall_number(sg)).international_short[0]
+        assert len(ours) == per_letter[letter], sg
+
+
+def test_translation_partners_move_atoms_by_the_centring_vectors():
+    """On real crystals (the MP-20 fixture) and random symmetric configurations: the partner of atom
+    i for translation s sits at x_i + s (mod 1), each crystal of a centred group is reducible, and
+    a crystal whose ops are broken is reported as not reducible."""
+    from diffcsp_pp.symmetry import analyze
+    from diffcsp_pp.symmetry.wyckoff import centering_translations, translation_partners, wrap_diff
+    from tests.conftest import load_fixture_structures
+
+    infos = [analyze(s, 0.1, structure_id=m) for m, s in load_fixture_structures("mp_20_pilot_train.csv.gz")[:30]]
+    sizes = np.array([i.num_atoms for i in infos])
+    offsets = np.concatenate([[0], np.cumsum(sizes)])[:-1]
+    crystal = np.repeat(np.arange(len(infos)), sizes)
+    ops = np.concatenate([i.wyckoff_ops for i in infos])
+    anchors = np.concatenate([i.anchor_idx for i in infos]) + offsets[crystal]
+    groups = np.array([i.space_group for i in infos])
+    partners, counts = translation_partners(ops, anchors, crystal, groups)
+    expected = np.array([len(centering_translations(g)) for g in groups])
+    assert (counts == expected).all() and (expected > 1).sum() >= 10
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x = expand_orbits(rng.random((len(crystal), 3)), ops, anchors)
+        for k in range(1, 4):
+            rows = np.flatnonzero(counts[crystal] > k)
+            shift = np.stack([centering_translations(g)[k] for g in groups[crystal[rows]]])
+            assert abs(wrap_diff(x[partners[rows, k]], x[rows] + shift)).max() < 1e-9
+            assert (crystal[partners[rows, k]] == crystal[rows]).all()
+    assert (partners[counts[crystal] == 1, 1:] == -1).all()
+    # a centred crystal with one atom's translation altered has no complete partner table
+    c = int(np.flatnonzero(expected > 1)[0])
+    broken = ops.copy()
+    broken[offsets[c] + 1, :3, 3] += 1 / 24
+    partners_b, counts_b = translation_partners(broken, anchors, crystal, groups)
+    assert counts_b[c] == 1 and (partners_b[crystal == c, 1:] == -1).all()
+    assert (np.delete(counts_b, c) == np.delete(counts, c)).all()

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..symmetry.templates import SymmetryTemplate
+from ..symmetry.wyckoff import translation_partners
 
 
 @dataclass
@@ -32,7 +33,11 @@ class CrystalBatch:
         space_group: [B] long, 1-230.
         k: [B, 6] lattice coefficients.
         edge_src, edge_dst: [E] long; all ordered pairs (i, j) within a crystal, in the layout of
-            :func:`fully_connected_edges` (pairs i < j, the same reversed, self-loops).
+            :func:`fully_connected_edges` (pairs i < j, the same reversed, self-loops); read by the
+            reference network only.
+        node_rep, node_of, red_src, red_dst, red_pairs, red_half: the layout the fast network
+            computes on (:class:`ReducedEdges`, built by :func:`reduced_edges`): atoms that a
+            centring translation maps onto each other share one row.
     """
 
     frac_coords: torch.Tensor
@@ -46,6 +51,12 @@ class CrystalBatch:
     k: torch.Tensor
     edge_src: torch.Tensor
     edge_dst: torch.Tensor
+    node_rep: torch.Tensor | None = None
+    node_of: torch.Tensor | None = None
+    red_src: torch.Tensor | None = None
+    red_dst: torch.Tensor | None = None
+    red_pairs: int = 0
+    red_half: int = 0
 
     @property
     def num_graphs(self) -> int:
@@ -56,6 +67,9 @@ class CrystalBatch:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if not isinstance(value, torch.Tensor):
+                out[f.name] = value
+                continue
             if dtype is not None and value.is_floating_point():
                 value = value.to(dtype)
             out[f.name] = value.to(device) if device is not None else value
@@ -82,6 +96,64 @@ def fully_connected_edges(num_atoms: torch.Tensor) -> tuple[torch.Tensor, torch.
     return torch.cat([src_u, dst_u, diag]), torch.cat([dst_u, src_u, diag])
 
 
+@dataclass
+class ReducedEdges:
+    """The rows the fast network computes (:mod:`diffcsp_pp.model.fast`) when centring translations
+    map a crystal onto itself.
+
+    A pure translation s of the space group maps the (always symmetric) crystal onto itself and
+    changes no difference ``x_j - x_i``, so atoms i and i + s get the same features in every layer:
+    the network needs one row per class of translated atoms (``node_rep``, the lowest atom of each
+    class; ``node_of`` maps every atom to its row) and only the edges (i, j) whose i is such a row,
+    j any atom of the crystal — 1/c of the n² edges of a cell with c translations (I, C: 2; R: 3;
+    F: 4). Among these, the edge (i, j) and ``σ(i, j) = (rep(j), i + s)``, with s moving j onto
+    rep(j), have opposite differences, which the odd/even Fourier trick uses as it uses (i, j) and
+    (j, i) of a primitive cell. The edge layout is: the ``pairs`` edges with ``e < σ(e)``, their
+    partners σ(e) in the same order, the ``half`` edges with ``σ(e) = e`` other than self-loops
+    (j = i + s with 2s ≡ 0: a constant difference s), then one self-loop per row. For crystals
+    without centring (and a batch of them), this is exactly :func:`fully_connected_edges`.
+    """
+
+    node_rep: torch.Tensor  # [R] atom of each row
+    node_of: torch.Tensor  # [N] row of each atom
+    src: torch.Tensor  # [E_r] atom i of each edge (always a row's atom)
+    dst: torch.Tensor  # [E_r] atom j of each edge
+    pairs: int
+    half: int
+
+
+def reduced_edges(num_atoms: torch.Tensor, partners: torch.Tensor) -> ReducedEdges:
+    """The reduced layout (:class:`ReducedEdges`) of a batch from each atom's translation partners
+    (:func:`~diffcsp_pp.symmetry.wyckoff.translation_partners`, global rows in the batch, -1 unused)."""
+    n_total = int(num_atoms.sum())
+    atoms = torch.arange(n_total)
+    offsets = torch.cumsum(num_atoms, 0) - num_atoms
+    crystal = torch.repeat_interleave(torch.arange(num_atoms.shape[0]), num_atoms)
+    images = torch.where(partners >= 0, partners, atoms[:, None])  # the atom itself where unused
+    rep, shift = images.min(1)  # class representative = its lowest atom; the translation that reaches it
+    is_rep = rep == atoms
+    node_rep = torch.nonzero(is_rep).squeeze(1)
+    row_of_atom = torch.cumsum(is_rep.long(), 0) - 1  # valid at representatives
+    node_of = row_of_atom[rep]
+    row_len = num_atoms[crystal[node_rep]]  # every row sees all atoms of its crystal
+    row_start = torch.cumsum(row_len, 0) - row_len
+    e_row = torch.repeat_interleave(torch.arange(node_rep.shape[0]), row_len)
+    edges = torch.arange(int(row_len.sum()))
+    local_j = edges - row_start[e_row]
+    src = node_rep[e_row]
+    dst = offsets[crystal[src]] + local_j
+    # σ(i, j) = (rep(j), i moved by the translation that takes j to rep(j))
+    moved_i = images[src, shift[dst]]
+    sigma = row_start[node_of[dst]] + (moved_i - offsets[crystal[src]])
+    first = edges < sigma
+    fixed = edges == sigma
+    self_loop = src == dst
+    half = fixed & ~self_loop
+    pair_e = torch.nonzero(first).squeeze(1)
+    order = torch.cat([pair_e, sigma[pair_e], torch.nonzero(half).squeeze(1), torch.nonzero(self_loop).squeeze(1)])
+    return ReducedEdges(node_rep, node_of, src[order], dst[order], int(pair_e.shape[0]), int(half.sum()))
+
+
 class CrystalDataset(torch.utils.data.Dataset):
     """Crystals (SymmetryInfo) or templates (SymmetryTemplate) as concatenated arrays;
     ``dataset[i]`` is the crystal index i (collated later)."""
@@ -101,6 +173,11 @@ class CrystalDataset(torch.utils.data.Dataset):
         self.anchor_local = np.concatenate([i.anchor_idx for i in infos]).astype(np.int64)
         self.ids = [getattr(i, "structure_id", None) for i in infos]
         self.dtype = dtype
+        # each atom's images under its crystal's centring translations, local rows (-1 unused)
+        crystal = np.repeat(np.arange(len(infos)), self.num_atoms)
+        partners, _ = translation_partners(self.wyckoff_ops, self.anchor_local + self.atom_offsets[crystal], crystal,
+                                           self.space_group)
+        self.partners_local = np.where(partners >= 0, partners - self.atom_offsets[crystal][:, None], -1)
 
     def __len__(self) -> int:
         return int(self.num_atoms.shape[0])
@@ -118,6 +195,8 @@ class CrystalDataset(torch.utils.data.Dataset):
         new_offsets = np.repeat(np.cumsum(n) - n, n)
         num_atoms = torch.from_numpy(n)
         src, dst = fully_connected_edges(num_atoms)
+        local = self.partners_local[rows]
+        reduced = reduced_edges(num_atoms, torch.from_numpy(np.where(local >= 0, local + new_offsets[:, None], -1)))
         return CrystalBatch(
             frac_coords=torch.from_numpy(self.frac_coords[rows]).to(self.dtype),
             atom_types=torch.from_numpy(self.atom_types[rows]),
@@ -130,6 +209,12 @@ class CrystalDataset(torch.utils.data.Dataset):
             k=torch.from_numpy(self.k[idx]).to(self.dtype),
             edge_src=src,
             edge_dst=dst,
+            node_rep=reduced.node_rep,
+            node_of=reduced.node_of,
+            red_src=reduced.src,
+            red_dst=reduced.dst,
+            red_pairs=reduced.pairs,
+            red_half=reduced.half,
         )
 
 

@@ -17,7 +17,8 @@ blocks (:class:`EdgeBlocks`: ``h_i``, ``h_j``, ``lattice``, ``sin``, ``cos``) ar
 that knows the column offsets. :meth:`CSPNet.reference` runs these layers as written;
 :meth:`CSPNet.forward` — what training and sampling call — computes the same outputs with less work
 (:mod:`diffcsp_pp.model.fast`: the node and lattice blocks applied per atom, the Fourier block on
-unordered pairs, products that the Wyckoff operations fix precomputed once per sampled batch),
+unordered pairs, one row per class of atoms related by a centring translation, products that the
+Wyckoff operations fix precomputed once per sampled batch),
 tested equal to the reference on the bundled weights.
 """
 
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from ..symmetry.constants import NUM_ELEMENTS
-from .fast import fast_layers
+from .fast import edge_layout, fast_layers
 from .fast import fourier_plan as _fourier_plan
 from .features import fourier_args, fourier_features, sinusoidal_time_embedding
 
@@ -142,26 +143,37 @@ class CSPNet(nn.Module):
         self.lattice_head = nn.Linear(H, 6, bias=False)
         self.type_head = nn.Linear(H, NUM_ELEMENTS) if config.task == "gen" else None
 
-    def embed(self, batch, t, atom_input) -> torch.Tensor:
-        """h⁰ [N, H] = node_init([type embedding; time embedding of the atom's crystal])."""
+    def embed(self, batch, t, atom_input, rows=None) -> torch.Tensor:
+        """h⁰ [N, H] = node_init([type embedding; time embedding of the atom's crystal]); with
+        ``rows`` [R], of those atoms only."""
         dtype = self.node_init.weight.dtype
+        batch_idx = batch.batch_idx
+        if rows is not None:
+            atom_input, batch_idx = atom_input[rows], batch_idx[rows]
         if self.config.task == "csp":
             h = self.type_embed(atom_input - 1)
         else:
             h = self.type_embed(atom_input.to(dtype))
-        temb = sinusoidal_time_embedding(t, self.config.time_dim).to(dtype)[batch.batch_idx]
+        temb = sinusoidal_time_embedding(t, self.config.time_dim).to(dtype)[batch_idx]
         return self.node_init(torch.cat([h, temb], dim=-1))
 
-    def heads(self, batch, h) -> DenoiserOutput:
-        """The outputs from the last layer's h: per-atom heads on LN(h), the lattice head on its crystal mean."""
+    def heads(self, batch, h, rows=None, row_of=None) -> DenoiserOutput:
+        """The outputs from the last layer's h: per-atom heads on LN(h), the lattice head on its crystal mean.
+
+        ``rows`` [R] / ``row_of`` [N]: h holds only these atoms (one per class of translated atoms,
+        each class of one crystal the same size), and atom i's outputs are those of row ``row_of[i]``."""
         h = self.final_norm(h)
-        pooled = torch.zeros(batch.num_graphs, h.shape[1], dtype=h.dtype, device=h.device).index_add_(0, batch.batch_idx, h)
-        pooled = pooled / batch.num_atoms.to(h.dtype)[:, None]
-        return DenoiserOutput(
-            pred_eps_k=self.lattice_head(pooled),
-            pred_score_x=self.coord_head(h),
-            pred_eps_a=self.type_head(h) if self.type_head is not None else None,
-        )
+        if rows is None:
+            batch_idx, count = batch.batch_idx, batch.num_atoms
+        else:
+            batch_idx = batch.batch_idx[rows]
+            count = torch.bincount(batch_idx, minlength=batch.num_graphs)
+        pooled = torch.zeros(batch.num_graphs, h.shape[1], dtype=h.dtype, device=h.device).index_add_(0, batch_idx, h)
+        pooled = pooled / count.to(h.dtype)[:, None]
+        score, types = self.coord_head(h), self.type_head(h) if self.type_head is not None else None
+        if row_of is not None:
+            score, types = score[row_of], types[row_of] if types is not None else None
+        return DenoiserOutput(pred_eps_k=self.lattice_head(pooled), pred_score_x=score, pred_eps_a=types)
 
     def reference(self, batch, k_t, frac_coords_t, t, atom_input) -> DenoiserOutput:
         """The network as the paper writes it (every ordered edge through :class:`CSPLayer`):
@@ -188,8 +200,9 @@ class CSPNet(nn.Module):
             atom_input: [N] long Z (CSP) or [N, 100] noisy one-hot (generation).
             plan: :meth:`fourier_plan` of this batch (sampling), or None (everything computed).
         """
-        h = fast_layers(self, batch, self.embed(batch, t, atom_input), k_t, frac_coords_t, plan)
-        return self.heads(batch, h)
+        layout = edge_layout(batch, frac_coords_t, atom_input)
+        h = fast_layers(self, batch, self.embed(batch, t, atom_input, layout.rows), k_t, frac_coords_t, plan, layout)
+        return self.heads(batch, h, layout.rows, layout.row_of)
 
     def fourier_plan(self, batch):
         """The Fourier products of ``batch`` that sampling never changes (:func:`diffcsp_pp.model.fast.fourier_plan`)."""

@@ -23,8 +23,18 @@ Tested equal to the reference (tests/model/test_cspnet.py, on random and on the 
   the edge-list computation). An axis is recomputed there for all pairs or for none, so the shapes
   of an evaluation depend on the batch size only (``torch.compile`` then compiles once).
 
-The edge list is :func:`~diffcsp_pp.data.batch.fully_connected_edges`: the P pairs i < j, the
-same reversed, then the N self-loops.
+- a centred cell (I, C, R, F) is mapped onto itself by its centring translations at every step
+  (the coordinates are always orbit-expanded), and a translation changes no difference
+  ``x_j - x_i``: translated atoms have the same features in every layer, so the layers compute one
+  row per class of translated atoms and only that row's edges, 1/c of the n² (c = 2, 3, 4), with
+  the odd/even trick kept (:class:`~diffcsp_pp.data.batch.ReducedEdges`). The outputs of the other
+  atoms are copies; the result equals the full computation up to float rounding (tested against
+  the reference on centred crystals, gradients included).
+
+The edge list is ``batch.red_src`` / ``batch.red_dst`` (:func:`~diffcsp_pp.data.batch.reduced_edges`):
+the P pairs, their partners, the Q edges to half-translated images, then one self-loop per row;
+without centring it is :func:`~diffcsp_pp.data.batch.fully_connected_edges` (pairs i < j, the same
+reversed, self-loops).
 """
 
 from __future__ import annotations
@@ -45,7 +55,9 @@ class FourierPlan:
     cosine products of all layers summed over the fixed (pair, axis) entries (None when ``dense``
     holds them); ``var_pairs[c]``: the pairs whose axis-c difference varies (None: all pairs);
     ``w_sin[c]`` / ``w_cos[c]`` [L·H, F]: the weight blocks of axis c; ``dense``: the tables of the
-    dense layout, when every crystal of the batch has the same number of atoms (Perov-5), else None.
+    dense layout, when every crystal of the batch has the same number of atoms and no centring
+    translation (Perov-5), else None; ``half_const`` [Q, L·H]: the cosine products of the edges to
+    a half-translated image (constant differences; see ``reduced_edges``).
     Valid for the weights it was built with (the sampler builds it under ``no_grad`` with frozen weights).
     """
 
@@ -56,6 +68,7 @@ class FourierPlan:
     w_sin: tuple
     w_cos: tuple
     dense: DenseEdges | None = None
+    half_const: torch.Tensor | None = None
 
 
 @dataclass
@@ -94,21 +107,23 @@ def stacked_fourier_blocks(net) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([b.sin for b in blocks]), torch.cat([b.cos for b in blocks])
 
 
-def pair_layer(layer, h, k, odd, even, edge_src, edge_dst, batch_idx, inv_count):
-    """One layer's update from the Fourier products on the unordered pairs: h [N, H], k [B, 6];
-    odd = sin·W_sinᵀ and even = cos·W_cosᵀ [P, H] on the pairs i < j; edges [E = 2P + N] in the
-    layout of ``fully_connected_edges``; batch_idx [N]; inv_count [N, 1] = 1 / atoms of i's crystal."""
+def pair_layer(layer, h, k, odd, even, half, src, dst, batch_idx, inv_count):
+    """One layer's update from the Fourier products on the unordered pairs: h [R, H] (one row per
+    class of translated atoms, :class:`~diffcsp_pp.data.batch.ReducedEdges`), k [B, 6];
+    odd = sin·W_sinᵀ and even = cos·W_cosᵀ [P, H] on the pairs; half = cos·W_cosᵀ [Q, H] on the
+    edges to a half-translated image of the same atom; edges (rows src, dst [E_r = 2P + Q + R]) in
+    the layout of ``reduced_edges``; batch_idx [R]; inv_count [R, 1] = 1 / atoms of the row's crystal."""
     hn = layer.norm(h)
     H = layer.hidden
     blocks = layer.edge_blocks()
     node_src, node_dst = (hn @ node_weights(layer)).split(H, 1)  # h_i and h_j blocks in one product
-    node_src = node_src + (k @ blocks.lattice.t() + blocks.bias)[batch_idx]  # [N, H]
+    node_src = node_src + (k @ blocks.lattice.t() + blocks.bias)[batch_idx]  # [R, H]
     w_cos_sum = blocks.cos.sum(1)  # cos(0) = 1 on self-loops
-    pre = torch.cat([even + odd, even - odd, w_cos_sum.expand(h.shape[0], H)])  # [E, H]
-    pre += node_src.index_select(0, edge_src)
-    pre += node_dst.index_select(0, edge_dst)
-    msg = layer.message(pre)  # [E, H]
-    agg = msg.new_zeros(h.shape).index_add_(0, edge_src, msg) * inv_count  # [N, H] mean over j
+    pre = torch.cat([even + odd, even - odd, half, w_cos_sum.expand(h.shape[0], H)])  # [E_r, H]
+    pre += node_src.index_select(0, src)
+    pre += node_dst.index_select(0, dst)
+    msg = layer.message(pre)  # [E_r, H]
+    agg = msg.new_zeros(h.shape).index_add_(0, src, msg) * inv_count  # [R, H] mean over the crystal's atoms j
     return layer.update(h, hn, agg)
 
 
@@ -137,11 +152,11 @@ def dense_layer(layer, h, w_nodes, kb, const, var_terms, n):
 def fourier_plan(net, batch) -> FourierPlan:
     """The fixed part of the Fourier products of ``batch`` for the network ``net`` (see :class:`FourierPlan`)."""
     F = net.config.num_freqs
-    num_pairs = (batch.edge_src.shape[0] - batch.batch_idx.shape[0]) // 2
-    src, dst = batch.edge_src[:num_pairs], batch.edge_dst[:num_pairs]
+    num_pairs, num_half = batch.red_pairs, batch.red_half
+    src, dst = batch.red_src[:num_pairs], batch.red_dst[:num_pairs]
     fixed, value = fixed_pair_axes(batch.wyckoff_ops, batch.anchor_idx, src, dst)  # symmetry layer
     n = int(batch.num_atoms[0])
-    uniform = bool((batch.num_atoms == n).all()) and bool(
+    uniform = batch.node_rep.shape[0] == batch.batch_idx.shape[0] and bool((batch.num_atoms == n).all()) and bool(
         (batch.batch_idx == torch.arange(batch.num_graphs, device=src.device).repeat_interleave(n)).all())
     if uniform:
         # dense layout: an axis is recomputed for all pairs or for none, so the shapes of an
@@ -158,8 +173,13 @@ def fourier_plan(net, batch) -> FourierPlan:
     odd_const, even_const = (sin_f * mask) @ w_sin.t(), (cos_f * mask) @ w_cos.t()
     w_sin_c = tuple(w_sin[:, c * F : (c + 1) * F].contiguous() for c in range(3))
     w_cos_c = tuple(w_cos[:, c * F : (c + 1) * F].contiguous() for c in range(3))
+    half = slice(2 * num_pairs, 2 * num_pairs + num_half)
+    half_fixed, half_value = fixed_pair_axes(batch.wyckoff_ops, batch.anchor_idx, batch.red_src[half], batch.red_dst[half])
+    half_const = None
+    if bool(half_fixed.all()):  # one orbit, equal linear parts: always (the difference is the translation)
+        half_const = fourier_features(half_value.to(torch.float64), F).to(dtype).chunk(2, dim=-1)[1] @ w_cos.t()
     if not uniform:
-        return FourierPlan(num_pairs, odd_const, even_const, tuple(var_pairs), w_sin_c, w_cos_c)
+        return FourierPlan(num_pairs, odd_const, even_const, tuple(var_pairs), w_sin_c, w_cos_c, half_const=half_const)
     dense = _dense_edges(net, batch, n, src, dst, odd_const, even_const, var_pairs)
     return FourierPlan(num_pairs, None, None, tuple(var_pairs), w_sin_c, w_cos_c, dense)  # only the dense tables
 
@@ -226,30 +246,86 @@ def _dense_layers(net, plan: FourierPlan, h, k_in, diff):
     return h
 
 
-def fast_layers(net, batch, h, k_t, frac_coords_t, plan: FourierPlan | None = None) -> torch.Tensor:
-    """All message-passing layers of ``net`` from h⁰ [N, H]: the h [N, H] the reference layers give."""
-    batch_idx, src, dst = batch.batch_idx, batch.edge_src, batch.edge_dst
+@dataclass
+class EdgeLayout:
+    """The rows and edges one evaluation computes on: ``rows`` [R] the atoms with a row (None: every
+    atom), ``row_of`` [N] each atom's row (None: itself), ``src`` / ``dst`` [E] the edges' atoms in
+    the layout of :func:`~diffcsp_pp.data.batch.reduced_edges` (``pairs`` pairs, their partners,
+    ``half`` half-translation edges, self-loops)."""
+
+    rows: torch.Tensor | None
+    row_of: torch.Tensor | None
+    src: torch.Tensor
+    dst: torch.Tensor
+    pairs: int
+    half: int
+
+
+#: Largest wrapped difference (fractional) between an atom and its centring-translated class
+#: representative for the coordinates to count as symmetric (float32 rounding is ~1e-7).
+SYMMETRY_TOL = 1e-4
+
+
+def edge_layout(batch, frac_coords_t: torch.Tensor, atom_input: torch.Tensor | None = None) -> EdgeLayout:
+    """The reduced layout of ``batch`` (one row per class of translated atoms) when the coordinates
+    are symmetric under its centring translations and the atom inputs equal within each class —
+    always in training and sampling, where coordinates are orbit-expanded and types shared by an
+    orbit — else every atom and every ordered edge (e.g. arbitrary coordinates)."""
+    n = batch.batch_idx.shape[0]
+    full = EdgeLayout(None, None, batch.edge_src, batch.edge_dst, (batch.edge_src.shape[0] - n) // 2, 0)
+    if batch.node_rep is None:
+        return full
+    if batch.node_rep.shape[0] == n:  # no centring translation in the batch: the same edges
+        return EdgeLayout(None, None, batch.red_src, batch.red_dst, batch.red_pairs, batch.red_half)
+    with torch.no_grad():
+        rep = batch.node_rep[batch.node_of]
+        trans = batch.wyckoff_ops[:, :3, 3].to(frac_coords_t.dtype)
+        gap = frac_coords_t - frac_coords_t[rep] - (trans - trans[rep])  # x_i - x_rep must be the translation
+        gap = gap - torch.round(gap)
+        if bool(gap.abs().max() > SYMMETRY_TOL):
+            return full
+        if atom_input is not None and not torch.equal(atom_input, atom_input[rep]):
+            return full
+    return EdgeLayout(batch.node_rep, batch.node_of, batch.red_src, batch.red_dst, batch.red_pairs, batch.red_half)
+
+
+def fast_layers(net, batch, h, k_t, frac_coords_t, plan: FourierPlan | None = None,
+                layout: EdgeLayout | None = None) -> torch.Tensor:
+    """All message-passing layers of ``net`` from h⁰ on the rows of ``layout`` (:func:`edge_layout`;
+    [R, H], one atom per class of translated atoms, or [N, H]): the h the reference layers give those atoms."""
+    lay = edge_layout(batch, frac_coords_t) if layout is None else layout
+    src, dst, num_pairs, num_half = lay.src, lay.dst, lay.pairs, lay.half
+    batch_idx = batch.batch_idx if lay.rows is None else batch.batch_idx[lay.rows]
     dtype = net.node_init.weight.dtype  # the weights' (under bf16 autocast h is bfloat16)
-    num_pairs = (src.shape[0] - h.shape[0]) // 2
     with torch.no_grad():  # METHOD §5: the Fourier features carry no gradient
-        diff = frac_coords_t[dst[:num_pairs]] - frac_coords_t[src[:num_pairs]]  # x_j - x_i, i < j
+        diff = frac_coords_t[dst[:num_pairs]] - frac_coords_t[src[:num_pairs]]  # x_j - x_i on the pairs
     k_in = k_t.to(dtype)
     if plan is not None and (plan.num_pairs != num_pairs
                              or (plan.dense is not None and plan.dense.const.shape[1] != src.shape[0])):
-        raise ValueError(f"the Fourier plan has {plan.num_pairs} pairs, this batch {num_pairs}: "
-                         "build it with fourier_plan(batch) for this batch")
+        raise ValueError(f"the Fourier plan has {plan.num_pairs} pairs, this evaluation {num_pairs}: build it "
+                         "with fourier_plan(batch) for this batch, and sample symmetric coordinates")
     if plan is not None and plan.dense is not None:
         return _dense_layers(net, plan, h, k_in, diff)
+    w_sin, w_cos = stacked_fourier_blocks(net)
     if plan is None:
         with torch.no_grad():
             sin_pairs, cos_pairs = fourier_features(diff, net.config.num_freqs).to(dtype).chunk(2, dim=-1)
         # the Fourier blocks of all layers in two matrix products (one per parity)
-        w_sin, w_cos = stacked_fourier_blocks(net)
         odd_all, even_all = sin_pairs @ w_sin.t(), cos_pairs @ w_cos.t()
     else:
         odd_all, even_all = _planned_products(net, plan, diff)
-    odd_all, even_all = odd_all.split(net.config.hidden, dim=1), even_all.split(net.config.hidden, dim=1)
+    if plan is not None and plan.half_const is not None:
+        half_all = plan.half_const
+    else:
+        half = slice(2 * num_pairs, 2 * num_pairs + num_half)
+        with torch.no_grad():
+            cos_half = fourier_features(frac_coords_t[dst[half]] - frac_coords_t[src[half]],
+                                        net.config.num_freqs).to(dtype).chunk(2, dim=-1)[1]
+        half_all = cos_half @ w_cos.t()
+    H = net.config.hidden
+    odd_all, even_all, half_all = odd_all.split(H, dim=1), even_all.split(H, dim=1), half_all.split(H, dim=1)
     inv_count = (1.0 / batch.num_atoms.to(dtype))[batch_idx][:, None]
-    for layer, odd, even in zip(net.layers, odd_all, even_all):
-        h = pair_layer(layer, h, k_in, odd, even, src, dst, batch_idx, inv_count)
+    src_row, dst_row = (src, dst) if lay.row_of is None else (lay.row_of[src], lay.row_of[dst])
+    for layer, odd, even, half_l in zip(net.layers, odd_all, even_all, half_all):
+        h = pair_layer(layer, h, k_in, odd, even, half_l, src_row, dst_row, batch_idx, inv_count)
     return h

@@ -16,7 +16,9 @@ Orbit operators, each written once and used everywhere (numpy or torch, any floa
 - :func:`pull_back`      ``p_i = R_i⁺ v_i``
 - :func:`push_forward`   ``v_i = R_i p_i``
 - :func:`orbit_mean`     mean over the atoms of each orbit, broadcast back to every atom;
-- :func:`fixed_pair_axes` which axes of ``x_j - x_i`` the operations keep constant (and their value).
+- :func:`fixed_pair_axes` which axes of ``x_j - x_i`` the operations keep constant (and their value);
+- :func:`centering_translations` / :func:`translation_partners` the pure translations of a
+  centred cell and, for every atom, the atoms it is mapped to by them.
 """
 
 from __future__ import annotations
@@ -234,6 +236,91 @@ def fixed_pair_axes(wyckoff_ops: Any, anchor_idx: Any, src: Any, dst: Any, tol: 
     equal_rows = (abs(r_j - r_i) <= tol).all(-1)
     fixed = xp(wyckoff_ops).where(same_orbit, equal_rows, both_zero)
     return fixed, (trans[dst] - trans[src]) * fixed
+
+
+@lru_cache(maxsize=None)
+def centering_translations(space_group: int) -> np.ndarray:
+    """The pure translations of the conventional cell of ``space_group`` (the general position's
+    operations whose linear part is the identity), the zero vector first: [c, 3] float64,
+    c = 1 (P), 2 (A, B, C, I), 3 (R, hexagonal axes) or 4 (F). Read-only."""
+    general = wyckoff_positions(space_group)[0].ops
+    pure = general[(np.abs(general[:, :3, :3] - np.eye(3)) < 1e-9).all(axis=(1, 2)), :3, 3] % 1.0
+    pure = pure[np.argsort(np.abs(pure).sum(1), kind="stable")]  # the identity (0, 0, 0) first
+    pure.setflags(write=False)
+    return pure
+
+
+#: Translations are compared in units of 1/24 (every Wyckoff translation and centring vector is a multiple).
+_TRANSLATION_UNITS = 24
+
+
+def translation_partners(wyckoff_ops: np.ndarray, anchor_idx: np.ndarray, crystal: np.ndarray,
+                         space_groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every atom, the atoms its crystal's centring translations move it to (numpy, no loop over atoms).
+
+    Atom i sits at ``R_i x_a + t_i`` (anchor a); its image under a pure translation s of the group
+    is the atom j of the same orbit with ``R_j = R_i`` and ``t_j ≡ t_i + s`` (mod 1), so that
+    ``x_j ≡ x_i + s`` for *every* value of the orbit's free point: the whole crystal is invariant
+    under s at every step of training and sampling. A crystal in which some atom has no such
+    partner, or two, is reported as having the identity only.
+
+    Args:
+        wyckoff_ops: [N, 4, 4] ops of all atoms; anchor_idx: [N] global anchor rows;
+        crystal: [N] crystal of each atom (0..B-1); space_groups: [B].
+
+    Returns:
+        (partners [N, 4] int64: column k is the global row of atom i moved by the k-th vector of
+        :func:`centering_translations` (column 0 is i itself, unused columns -1),
+        counts [B] int64: how many translations each crystal uses, 1 when it is not reducible).
+    """
+    units = _TRANSLATION_UNITS
+    n, num_crystals = len(anchor_idx), len(space_groups)
+    rot = np.asarray(wyckoff_ops[:, :3, :3], dtype=np.float64)
+    trans = np.asarray(wyckoff_ops[:, :3, 3], dtype=np.float64) * units
+    rot_int, trans_int = np.rint(rot), np.rint(trans)
+    exact = (np.abs(rot - rot_int) < 1e-6).all(axis=(1, 2)) & (np.abs(trans - trans_int) < 1e-4).all(1)
+    trans_int = trans_int.astype(np.int64) % units
+    groups = np.unique(space_groups)
+    vectors = np.zeros((231, 4, 3), dtype=np.int64)
+    counts_of_group = np.ones(231, dtype=np.int64)
+    for g in groups:  # at most 230 groups
+        c = centering_translations(int(g))
+        vectors[g, : len(c)] = np.rint(c * units).astype(np.int64) % units
+        counts_of_group[g] = len(c)
+    counts = counts_of_group[space_groups]
+    partners = np.full((n, 4), -1, dtype=np.int64)
+    partners[:, 0] = np.arange(n)
+    if n == 0 or counts.max() == 1:
+        return partners, counts
+    # one integer per (anchor, linear part), then one per (anchor, linear part, translation)
+    _, family = np.unique(np.column_stack([anchor_idx, rot_int.reshape(n, 9).astype(np.int64)]), axis=0,
+                          return_inverse=True)
+    family = family.reshape(-1).astype(np.int64)
+
+    def code(t):
+        return (family * units + t[:, 0]) * units ** 2 + t[:, 1] * units + t[:, 2]
+
+    keys = code(trans_int)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    bad = np.zeros(num_crystals, dtype=bool)
+    bad[crystal[~exact]] = True
+    duplicate = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+    bad[crystal[order[duplicate]]] = True
+    atom_counts = counts[crystal]
+    for k in range(1, 4):
+        uses = atom_counts > k
+        if not uses.any():
+            continue
+        wanted = code((trans_int + vectors[space_groups[crystal], k]) % units)
+        pos = np.minimum(np.searchsorted(sorted_keys, wanted), n - 1)
+        found = sorted_keys[pos] == wanted
+        partners[uses, k] = order[pos[uses]]
+        bad[crystal[uses & ~found]] = True
+    bad_atoms = bad[crystal]
+    partners[bad_atoms, 1:] = -1
+    counts = np.where(bad, 1, counts)
+    return partners, counts
 
 
 def wrap_diff(a: Any, b: Any):
