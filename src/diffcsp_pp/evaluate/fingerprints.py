@@ -5,7 +5,11 @@ Magpie composition featuriser, one policy for missing values.
   (:func:`crystalnn`); the evaluation summarises a crystal by the mean over its sites
   (:func:`structure_fingerprint`, as CDVAE), retrieval by mean/std/min/max
   (:mod:`diffcsp_pp.retrieval.fingerprints`), the validity gate only asks whether every site can
-  be featurised (:func:`diffcsp_pp.evaluate.validity.fingerprint_valid`).
+  be featurised (:func:`diffcsp_pp.evaluate.validity.fingerprint_valid`). Symmetry-equivalent
+  sites have the same environment, so each use featurises one site per orbit
+  (:func:`site_orbits`) and counts it for the orbit's sites: the evaluation with orbits found at
+  1e-6 Å (:data:`EVAL_ORBIT_SYMPREC`, sites equivalent to rounding), which makes it 4-5x cheaper
+  on generated conventional cells (docs/BENCHMARKS.md §17).
 - **Composition**: matminer ``ElementProperty.from_preset("magpie")``, 132 values (:func:`magpie`).
   The evaluation uses it without imputation (``impute_nan=False``, as matminer 0.7 behaved in the
   paper's code): a property missing for an element gives NaN. Template retrieval's bundled indexes
@@ -48,16 +52,48 @@ def magpie(impute_nan: bool = False):
         return ElementProperty.from_preset("magpie", impute_nan=impute_nan)
 
 
-def structure_fingerprint(structure) -> np.ndarray | None:
-    """Mean over sites of the CrystalNN "ops" fingerprint (61 values); None if it raises."""
+#: Tolerance (Å) of the site equivalence the evaluation featurises one site per orbit with: sites
+#: whose positions a symmetry operation maps onto each other to this precision.
+EVAL_ORBIT_SYMPREC = 1e-6
+
+
+def site_orbits(structure, symprec: float) -> tuple[np.ndarray, np.ndarray]:
+    """(one representative site index per orbit, orbit sizes) under the structure's own space group
+    found by spglib at ``symprec`` (Å). Without symmetry (or if spglib fails) every site is its own orbit."""
+    from ..symmetry.analyze import structure_dataset
+
+    dataset = structure_dataset(structure, symprec)
+    if dataset is None:
+        return np.arange(len(structure)), np.ones(len(structure), dtype=np.int64)
+    reps, sizes = np.unique(np.asarray(dataset.equivalent_atoms), return_counts=True)
+    return reps, sizes
+
+
+def site_fingerprints(structure, symprec: float | None = EVAL_ORBIT_SYMPREC) -> tuple[np.ndarray, np.ndarray] | None:
+    """(CrystalNN "ops" fingerprints [m, 61] of one site per orbit, orbit sizes [m]); every site
+    (sizes 1) with ``symprec=None``; None if the featuriser raises on a site."""
     featurizer = crystalnn()
+    if symprec is None:
+        reps, sizes = np.arange(len(structure)), np.ones(len(structure), dtype=np.int64)
+    else:
+        reps, sizes = site_orbits(structure, symprec)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sites = [featurizer.featurize(structure, i) for i in range(len(structure))]
-        return np.asarray(sites, dtype=np.float64).mean(axis=0)
+            sites = [featurizer.featurize(structure, int(i)) for i in reps]
     except Exception:  # noqa: BLE001 - a failing fingerprint makes the crystal invalid
         return None
+    return np.asarray(sites, dtype=np.float64).reshape(len(reps), -1), sizes
+
+
+def structure_fingerprint(structure, symprec: float | None = EVAL_ORBIT_SYMPREC) -> np.ndarray | None:
+    """Mean over sites of the CrystalNN "ops" fingerprint (61 values); None if it raises. One site
+    per orbit is featurised and weighted by the orbit size (:func:`site_fingerprints`)."""
+    found = site_fingerprints(structure, symprec)
+    if found is None:
+        return None
+    sites, sizes = found
+    return (sites * sizes[:, None]).sum(0) / sizes.sum()
 
 
 @lru_cache(maxsize=16384)

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -108,18 +107,11 @@ def structure_valid(structure, cutoff: float = MIN_DISTANCE) -> bool:
 
 
 def fingerprint_valid(structure) -> bool:
-    """True if the CrystalNN "ops" fingerprint of every site can be computed."""
-    from .fingerprints import crystalnn
+    """True if the CrystalNN "ops" fingerprint of every site can be computed (one site per orbit of
+    equivalent sites is featurised: :func:`~diffcsp_pp.evaluate.fingerprints.site_fingerprints`)."""
+    from .fingerprints import site_fingerprints
 
-    featurizer = crystalnn()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for i in range(len(structure)):
-                featurizer.featurize(structure, i)
-    except Exception:  # noqa: BLE001 - any failure of the featurizer makes the crystal invalid
-        return False
-    return True
+    return site_fingerprints(structure) is not None
 
 
 __all__ = ["OXIDATION_STATE_SETS", "composition_valid", "structure_composition_valid", "structure_valid", "fingerprint_valid"]

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from ..evaluate.fingerprints import crystalnn, fill_missing, magpie
+from ..evaluate.fingerprints import crystalnn, fill_missing, magpie, site_orbits
 #: Dimension of the composition fingerprint (22 Magpie properties x 6 statistics).
 COMP_DIM = 132
 #: Dimension of the structure fingerprint (61 CrystalNN "ops" features x mean/std/min/max).
@@ -90,24 +90,8 @@ class Standardizer:
 
 
 #: Tolerance (Å) of the site-equivalence test that lets :func:`site_fingerprint_summary` featurise one
-#: site per orbit: tight, so only sites that are symmetry-equivalent to rounding share a fingerprint.
+#: site per orbit (the bundled template indexes were built with it).
 ORBIT_SYMPREC = 1e-3
-
-
-def site_orbits(structure, symprec: float = ORBIT_SYMPREC) -> tuple[np.ndarray, np.ndarray]:
-    """(one representative site index per orbit, orbit sizes) under the structure's own space group.
-
-    Symmetry-equivalent sites have the same CrystalNN environment, so the per-site statistics can be
-    computed from one site per orbit weighted by the orbit size. Without symmetry (or if spglib
-    fails) every site is its own orbit.
-    """
-    from ..symmetry.analyze import structure_dataset
-
-    dataset = structure_dataset(structure, symprec)
-    if dataset is None:
-        return np.arange(len(structure)), np.ones(len(structure), dtype=np.int64)
-    reps, sizes = np.unique(np.asarray(dataset.equivalent_atoms), return_counts=True)
-    return reps, sizes
 
 
 def weighted_site_summary(features: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -128,7 +112,7 @@ def site_fingerprint_summary(structure, use_symmetry: bool = True) -> np.ndarray
     crystals with large orbits.
     """
     fp = crystalnn()
-    reps, sizes = site_orbits(structure) if use_symmetry else (np.arange(len(structure)), np.ones(len(structure)))
+    reps, sizes = site_orbits(structure, ORBIT_SYMPREC) if use_symmetry else (np.arange(len(structure)), np.ones(len(structure)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
