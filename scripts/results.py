@@ -392,7 +392,8 @@ def render_mp20_test(out: Path) -> str:
             lines.append(f"| {label} | mp20-csp | not run | {steps} | `python scripts/results.py run --only {job}` "
                          f"| | {paper} | {target} |")
             continue
-        lines.append(f"| {label} | mp20-csp | {m['rows']} | {m['sampler_steps']} | **{_pct(m['match_rate'])}** / "
+        model = m.get("model_label", "mp20-csp")  # which snapshot, when it is no longer (or not yet) the bundled one
+        lines.append(f"| {label} | {model} | {m['rows']} | {m['sampler_steps']} | **{_pct(m['match_rate'])}** / "
                      f"{_num(m['rmse'])} (ungated {_pct(m['match_rate_ungated'])}; requested group kept "
                      f"{_pct(m['requested_space_group_rate'])}) | {m['sample_wall_s']:.0f} s + "
                      f"{m['evaluate_wall_s']:.0f} s | {paper} | {target} |")
