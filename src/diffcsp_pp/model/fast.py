@@ -306,8 +306,8 @@ def fast_layers(net, batch, h, k_t, frac_coords_t, plan: FourierPlan | None = No
                          "with fourier_plan(batch) for this batch, and sample symmetric coordinates")
     if plan is not None and plan.dense is not None:
         return _dense_layers(net, plan, h, k_in, diff)
-    w_sin, w_cos = stacked_fourier_blocks(net)
     if plan is None:
+        w_sin, w_cos = stacked_fourier_blocks(net)
         with torch.no_grad():
             sin_pairs, cos_pairs = fourier_features(diff, net.config.num_freqs).to(dtype).chunk(2, dim=-1)
         # the Fourier blocks of all layers in two matrix products (one per parity)
@@ -317,6 +317,7 @@ def fast_layers(net, batch, h, k_t, frac_coords_t, plan: FourierPlan | None = No
     if plan is not None and plan.half_const is not None:
         half_all = plan.half_const
     else:
+        w_cos = stacked_fourier_blocks(net)[1]
         half = slice(2 * num_pairs, 2 * num_pairs + num_half)
         with torch.no_grad():
             cos_half = fourier_features(frac_coords_t[dst[half]] - frac_coords_t[src[half]],
