@@ -73,6 +73,8 @@ def site_fingerprints(structure, symprec: float | None = EVAL_ORBIT_SYMPREC) -> 
     """(CrystalNN "ops" fingerprints [m, 61] of one site per orbit, orbit sizes [m]); every site
     (sizes 1) with ``symprec=None``; None if the featuriser raises on a site."""
     featurizer = crystalnn()
+    if len(structure) == 0:
+        return None
     if symprec is None:
         reps, sizes = np.arange(len(structure)), np.ones(len(structure), dtype=np.int64)
     else:
