@@ -36,7 +36,8 @@ def _predict(out: Path, steps: int = 5, rows: int = 12) -> list[str]:
 def test_sigint_mid_run_is_one_line_and_the_rerun_completes(tmp_path):
     env = {**os.environ, "DIFFCSP_PP_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "o"
-    proc = subprocess.Popen(_predict(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(_predict(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_default_sigint)
     deadline = time.time() + 300
 
     def written() -> int:  # structures written so far (the append-only records; read by the one reader)
@@ -108,3 +109,11 @@ def test_full_disk_is_one_line(tmp_path):
         assert len(res.stderr.strip().splitlines()) == 1
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def _default_sigint():
+    """The child starts with SIGINT's default action even where the test process ignores it (a
+    worker that ignores SIGINT is inherited by its children, which would then never see Ctrl-C)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

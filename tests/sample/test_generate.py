@@ -203,7 +203,8 @@ sample_structures(model, cfg.diffusion, t, seed=0, step_lr=1e-5, timesteps=[2, 1
 print(" ".join(str(p) for p in runner._POOL["pool"]._processes), flush=True)
 {long_call}
 """
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     pids = [int(p) for p in proc.stdout.readline().split()]
     assert len(pids) == 2
     time.sleep(1.0)
@@ -323,3 +324,11 @@ def test_a_forked_child_leaves_its_parents_pool_alone(tmp_path):
     finally:
         runner.shutdown_pool()
     assert [s.frac_coords.tolist() for s in again] == [s.frac_coords.tolist() for s in first]
+
+
+def _default_sigint():
+    """The child starts with SIGINT's default action even where the test process ignores it (a
+    worker that ignores SIGINT is inherited by its children, which would then never see Ctrl-C)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
