@@ -71,3 +71,11 @@ def tiny_run_dir(path: Path, task: str = "csp", stats: dict | None = None) -> Pa
     if stats is not None:
         (path / "template_stats.json").write_text(json.dumps(stats))
     return path
+
+
+def default_sigint():
+    """``preexec_fn`` of a child that must see Ctrl-C: SIGINT's default action even where the test
+    process ignores it (an ignored SIGINT is inherited by children, which then never see Ctrl-C)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

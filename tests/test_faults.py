@@ -19,7 +19,7 @@ import pytest
 from diffcsp_pp.data import outputs
 from diffcsp_pp.data.preprocess import PreprocessConfig, preprocess
 from diffcsp_pp.data.store import load_records
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, default_sigint
 
 CSV = FIXTURES / "perov_5_test.csv.gz"
 
@@ -37,7 +37,7 @@ def test_sigint_mid_run_is_one_line_and_the_rerun_completes(tmp_path):
     env = {**os.environ, "DIFFCSP_PP_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "o"
     proc = subprocess.Popen(_predict(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            preexec_fn=_default_sigint)
+                            preexec_fn=default_sigint)
     deadline = time.time() + 300
 
     def written() -> int:  # structures written so far (the append-only records; read by the one reader)
@@ -109,11 +109,3 @@ def test_full_disk_is_one_line(tmp_path):
         assert len(res.stderr.strip().splitlines()) == 1
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
-
-
-def _default_sigint():
-    """The child starts with SIGINT's default action even where the test process ignores it (a
-    worker that ignores SIGINT is inherited by its children, which would then never see Ctrl-C)."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -14,7 +14,7 @@ from diffcsp_pp.errors import CompileError
 from diffcsp_pp.model import CSPNet, ModelConfig
 from diffcsp_pp.sample import load_run, sample_structures
 from diffcsp_pp.symmetry import detect_space_group
-from tests.conftest import tiny_run_dir
+from tests.conftest import default_sigint, tiny_run_dir
 
 
 def _run_dir(tmp_path, task):
@@ -204,7 +204,7 @@ print(" ".join(str(p) for p in runner._POOL["pool"]._processes), flush=True)
 {long_call}
 """
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                            preexec_fn=_default_sigint)
+                            preexec_fn=default_sigint)
     pids = [int(p) for p in proc.stdout.readline().split()]
     assert len(pids) == 2
     time.sleep(1.0)
@@ -324,11 +324,3 @@ def test_a_forked_child_leaves_its_parents_pool_alone(tmp_path):
     finally:
         runner.shutdown_pool()
     assert [s.frac_coords.tolist() for s in again] == [s.frac_coords.tolist() for s in first]
-
-
-def _default_sigint():
-    """The child starts with SIGINT's default action even where the test process ignores it (a
-    worker that ignores SIGINT is inherited by its children, which would then never see Ctrl-C)."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)

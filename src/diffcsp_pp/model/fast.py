@@ -289,11 +289,10 @@ def edge_layout(batch, frac_coords_t: torch.Tensor, atom_input: torch.Tensor | N
     return EdgeLayout(batch.node_rep, batch.node_of, batch.red_src, batch.red_dst, batch.red_pairs, batch.red_half)
 
 
-def fast_layers(net, batch, h, k_t, frac_coords_t, plan: FourierPlan | None = None,
-                layout: EdgeLayout | None = None) -> torch.Tensor:
+def fast_layers(net, batch, h, k_t, frac_coords_t, plan: FourierPlan | None, layout: EdgeLayout) -> torch.Tensor:
     """All message-passing layers of ``net`` from h⁰ on the rows of ``layout`` (:func:`edge_layout`;
     [R, H], one atom per class of translated atoms, or [N, H]): the h the reference layers give those atoms."""
-    lay = edge_layout(batch, frac_coords_t) if layout is None else layout
+    lay = layout
     src, dst, num_pairs, num_half = lay.src, lay.dst, lay.pairs, lay.half
     batch_idx = batch.batch_idx if lay.rows is None else batch.batch_idx[lay.rows]
     dtype = net.node_init.weight.dtype  # the weights' (under bf16 autocast h is bfloat16)

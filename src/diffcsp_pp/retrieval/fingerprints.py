@@ -5,7 +5,7 @@
   mean, std, min and max (244 values). It is computed on the CSV's own cell: the four statistics do
   not change when a cell is replaced by a supercell, so the smaller cell is the cheaper choice.
   CrystalNN is slow (about 0.05 s per site on this CPU), so it runs once per orbit of symmetry-equivalent
-  sites (weighted by the orbit size; :func:`site_orbits`), and :func:`structure_fingerprints`
+  sites (weighted by the orbit size; :func:`~diffcsp_pp.evaluate.fingerprints.site_orbits`), and :func:`structure_fingerprints`
   computes a file's fingerprints once, in one process, and caches them (npz, no pickle) under
   ``default_cache_dir()/retrieval`` keyed by the file's content hash. A structure whose
   fingerprint raises gets a row of NaN.
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from ..evaluate.fingerprints import crystalnn, fill_missing, magpie, site_orbits
+from ..evaluate.fingerprints import fill_missing, magpie, site_fingerprints
 #: Dimension of the composition fingerprint (22 Magpie properties x 6 statistics).
 COMP_DIM = 132
 #: Dimension of the structure fingerprint (61 CrystalNN "ops" features x mean/std/min/max).
@@ -107,19 +107,14 @@ def weighted_site_summary(features: np.ndarray, weights: np.ndarray) -> np.ndarr
 def site_fingerprint_summary(structure, use_symmetry: bool = True) -> np.ndarray:
     """[244] mean, std, min and max over sites of the CrystalNN "ops" site fingerprints (NaN on failure).
 
-    With ``use_symmetry`` one site per orbit is featurised (:func:`site_orbits`) and weighted by
+    With ``use_symmetry`` one site per orbit is featurised (:func:`~diffcsp_pp.evaluate.fingerprints.site_orbits`) and weighted by
     the orbit size; the statistics are those of all sites (tested), at a fraction of the cost for
     crystals with large orbits.
     """
-    fp = crystalnn()
-    reps, sizes = site_orbits(structure, ORBIT_SYMPREC) if use_symmetry else (np.arange(len(structure)), np.ones(len(structure)))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sites = np.array([fp.featurize(structure, int(i)) for i in reps], dtype=np.float64)
-    except Exception:  # noqa: BLE001 - any CrystalNN failure leaves the structure without fingerprint
+    found = site_fingerprints(structure, ORBIT_SYMPREC if use_symmetry else None)
+    if found is None:  # any CrystalNN failure leaves the structure without fingerprint
         return np.full(STRUCT_DIM, np.nan)
-    return weighted_site_summary(sites, sizes)
+    return weighted_site_summary(*found)
 
 
 def structure_fingerprints(csv_path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
