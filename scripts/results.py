@@ -35,7 +35,8 @@ The **whole official MP-20 test split** (issue #16; not in the default list: abo
 sampling per 100-step pass on a 2-core CPU, minutes on a GPU), the bundled near-full-data models:
 
 - ``mp20_test_csp`` / ``mp20_test_csp_999``: mp20-csp, ground-truth templates, 100 and 999 steps;
-- ``mp20_test_cspml``: formula alone, top-5 templates (``template_benchmark.py``, refinement in-process);
+- ``mp20_test_cspml``: formula alone, top-5 templates (``diffcsp-pp predict --csv ... --from-formula
+  --top-k 5`` with the model's own diff ratio, then ``diffcsp-pp evaluate csp``: best of 5 and top-1);
 - ``mp20_test_gen``: mp20-gen, MP20_TEST_GEN_COUNT crystals (the paper's 10,000), reference = the test split,
   training = ``data/mp20/train.csv.gz`` (``scripts/mp20_split.py``).
 
@@ -115,8 +116,11 @@ def mp20_test_jobs(data: Path, out: Path, sampler_flags: tuple = (), workers: in
                                   workers=workers),
         "mp20_test_csp_999": _csp_job(out, "mp20_test_csp_999", "mp20-csp", test, PAPER_STEPS,
                                       sampler_flags=sampler_flags, workers=workers),
-        "mp20_test_cspml": [[py, "scripts/template_benchmark.py", "--model", "mp20-csp", "--test", test, "--top-k", "5",
-                             "--out", str(out / "mp20_test_cspml" / "metrics.json"), "--workers", str(workers)]],
+        "mp20_test_cspml": [
+            ["diffcsp-pp", "predict", "--csv", test, "--from-formula", "--top-k", "5", "--model", "mp20-csp",
+             "--steps", str(STEPS), "--seed", "0", "--out", str(out / "mp20_test_cspml" / "structures"), "--quiet"],
+            ["diffcsp-pp", "evaluate", "csp", "--pred", str(out / "mp20_test_cspml" / "structures"), "--ref", test,
+             "--workers", str(workers), "--out", str(out / "mp20_test_cspml" / "metrics.json"), "--quiet"]],
         "mp20_test_gen": [
             [py, "scripts/mp20_split.py", "--data", str(data)],
             ["diffcsp-pp", "generate", "-n", str(MP20_TEST_GEN_COUNT), "--model", "mp20-gen", "--steps", str(STEPS),
@@ -397,19 +401,23 @@ def render_mp20_test(out: Path) -> str:
                      f"{_num(m['rmse'])} (ungated {_pct(m['match_rate_ungated'])}; requested group kept "
                      f"{_pct(m['requested_space_group_rate'])}) | {m['sample_wall_s']:.0f} s + "
                      f"{m['evaluate_wall_s']:.0f} s | {paper} | {target} |")
-    m = _load(out / "mp20_test_cspml" / "metrics.json")
-    run = next(iter((m or {}).get("runs", {}).values()), None)
-    if run is None:
+    m = csp_summary(out / "mp20_test_cspml")
+    if m is None:
         lines.append("| CSP from the formula alone, top-5 templates | mp20-csp | not run | | "
                      "`python scripts/results.py run --only mp20_test_cspml` | | 70.58 / 0.0272 (top-1) | top-1 ≥ 60 % |")
     else:
-        res, k = run.get("results", {}), run.get("top_k")
-        top1, best = res.get("refined_top1") or {}, res.get(f"refined_best_of_{k}") or {}
-        lines.append(f"| CSP from the formula alone, top-{k} templates ({run.get('ranker', {}).get('kind')} ranker) | "
-                     f"mp20-csp | {run.get('rows')} ({run.get('rows_with_templates')} with a template) | refinement | "
-                     f"top-1 **{_pct(top1.get('match_rate'))}** / {_num(top1.get('rmse'))}; best of {k} "
-                     f"{_pct(best.get('match_rate'))} / {_num(best.get('rmse'))} | | 70.58 / 0.0272 (top-1) | "
-                     "top-1 ≥ 60 % |")
+        inputs = (_load(out / "mp20_test_cspml" / "structures" / "manifest.json") or {}).get("inputs", {})
+        k = str(inputs.get("top_k") or max(int(x) for x in m.get("first_k", {"1": 0})))
+        top1, best = m.get("first_k", {}).get("1", m), m.get("first_k", {}).get(k, m)
+        from diffcsp_pp.data.outputs import records
+
+        ratios = {r.get("diff_ratio") for r in records(out / "mp20_test_cspml" / "structures") if r.get("source") == "template"}
+        how = "templates as retrieved (diff ratio 0)" if ratios == {0} else \
+            f"{inputs.get('steps')} steps (diff ratio {', '.join(map(str, sorted(ratios)))})"
+        lines.append(f"| CSP from the formula alone, top-{k} templates | {m.get('model_label', 'mp20-csp')} | {m['rows']} | "
+                     f"{how} | top-1 **{_pct(top1.get('match_rate'))}** / {_num(top1.get('rmse'))}; best of {k} "
+                     f"{_pct(best.get('match_rate'))} / {_num(best.get('rmse'))} | {m['sample_wall_s']:.0f} s + "
+                     f"{m['evaluate_wall_s']:.0f} s | 70.58 / 0.0272 (top-1) | top-1 ≥ 60 % |")
     g = _load(out / "mp20_test_gen" / "metrics.json")
     if g is None:
         lines.append(f"| generation, {MP20_TEST_GEN_COUNT:,} crystals | mp20-gen | not run | {STEPS} | "

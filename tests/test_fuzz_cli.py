@@ -29,7 +29,8 @@ def paths(tmp_path_factory):
     gen = tiny_run_dir(root / "gen", task="gen", stats={"225:4a,4b": 5})
     (root / "afile").write_text("not a folder")
     (root / "empty.csv").write_text("material_id,cif\n")
-    (root / "nocif.csv").write_text("material_id,formula\nx,NaCl\n")
+    (root / "nocif.csv").write_text("material_id,name\nx,NaCl\n")
+    (root / "formulas.csv").write_text("material_id,formula\nx,NaCl\n")
     (root / "bad_rows.csv").write_text('material_id,cif\na,\nb,"data_x\n_cell_length_a 3\n"\n')
     (root / "garbage.cif").write_text("data_x\nloop_\n_atom_site_label\n")
     # tampered model folders: each a copy of the good one with one file broken
@@ -128,6 +129,8 @@ CASES = [
     # data files
     ([*P, "--csv", "ROOT/missing.csv", "--out", "OUT"], 2, "no such file"),
     ([*P, "--csv", "ROOT/nocif.csv", "--out", "OUT"], 2, "no 'cif' column"),
+    ([*P, "--csv", "ROOT/nocif.csv", "--from-formula", "--out", "OUT"], 2, "neither a 'cif' nor a 'formula' column"),
+    ([*P, "--csv", "ROOT/formulas.csv", "--out", "OUT"], 2, "template_index.npz is missing"),
     ([*P, "--csv", "ROOT/bad_rows.csv", "--out", "OUT"], 2, "no row of"),
     (["preprocess", "ROOT/bad_rows.csv", "--out", "OUT"], 2, "no crystal of"),
     (["preprocess", "ROOT/empty.csv", "--out", "OUT"], 2, "no crystal of"),

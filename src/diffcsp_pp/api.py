@@ -177,15 +177,15 @@ class DiffCSPPP:
         smallest cell and fewest orbits) and sampled from pure noise; those outputs say
         ``source="enumerated"``. ValueError if even that finds nothing (never a silent P1).
 
-        A list of formulas gives one list per formula (each with the same seed).
+        A list of formulas gives one list per formula, all sampled in one pass seeded with ``seed``.
         """
         self._check_task("csp")
         seed = _seed(seed)
         engine = self.engine(sampler)
         if isinstance(formula, str):
             return jobs.predict_from_formula(engine, self.folder, formula, top_k=top_k, seed=seed, diff_ratio=diff_ratio)
-        return [jobs.predict_from_formula(engine, self.folder, f, top_k=top_k, seed=seed, diff_ratio=diff_ratio)
-                for f in formula]
+        return jobs.predict_from_formulas(engine, self.folder, list(formula), top_k=top_k, seed=seed,
+                                          diff_ratio=diff_ratio)
 
     def predict_dataset(self, data, *, seed: int = 0, sampler: SamplerConfig | None = None,
                         batch_size: int = jobs.PREDICT_BATCH, limit: int | None = None,

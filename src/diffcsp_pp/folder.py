@@ -230,19 +230,23 @@ class ModelFolder:
     def has_template_index(self) -> bool:
         return self.file(self.INDEX).is_file()
 
+    def require_template_index(self) -> Path:
+        """The template index file; FileNotFoundError saying how to build it when the folder has none."""
+        path = self.file(self.INDEX)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing: prediction from the formula alone needs the model's template index; build it "
+                f"with `python scripts/build_template_index.py --model {self.path} --train TRAIN.csv`, or give a "
+                "space group")
+        return path
+
     def template_index(self):
         """(TemplateIndex, Scorer) of prediction from the formula alone, loaded once."""
         if "retrieval" not in self._cache:
             from .retrieval.index import TemplateIndex
             from .retrieval.scorer import Scorer
 
-            path = self.file(self.INDEX)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{path} is missing: prediction from the formula alone needs the model's template index; build it "
-                    f"with `python scripts/build_template_index.py --model {self.path} --train TRAIN.csv`, or give a "
-                    "space group")
-            self._cache["retrieval"] = (TemplateIndex.load(path), Scorer.load(self.path))
+            self._cache["retrieval"] = (TemplateIndex.load(self.require_template_index()), Scorer.load(self.path))
         return self._cache["retrieval"]
 
     def write_template_index(self, index) -> Path:

@@ -6,8 +6,10 @@ Structures carrying their :class:`~diffcsp_pp.sample.provenance.Provenance`.
   ranked, :func:`wyckoff_candidates`), one sampler pass;
 - :func:`predict_dataset`: one prediction per row of a dataset from the row's own template, in
   batches (``diffcsp-pp predict --csv`` and ``scripts/csp_benchmark.py``);
-- :func:`predict_from_formula`: a formula alone: retrieved training templates refined with
-  partial noise, or the enumerated fallback;
+- :func:`predict_from_formula` / :func:`predict_from_formulas`: a formula alone: retrieved
+  training templates refined with partial noise, or the enumerated fallback;
+  :func:`predict_formula_dataset`: the same for every row of a list, in batches
+  (``diffcsp-pp predict --csv ... --from-formula``);
 - :func:`generate`: ab initio generation from a plan of symmetry patterns
   (:func:`generation_plan`), in batches (``diffcsp-pp generate``).
 
@@ -207,6 +209,82 @@ def dataset_rows(data, symprec: float | None) -> tuple[list, list[dict]]:
     return kept, skipped
 
 
+def formula_source(path) -> str:
+    """Where a formula-only job takes each row's formula from: ``"formula"`` for a CSV with a
+    ``formula`` column and no ``cif`` column, else ``"cif"`` (the structure's composition).
+    FileNotFoundError for a missing path; ValueError for a CSV that is unreadable or has neither column."""
+    from pathlib import Path
+
+    from .data.sources import is_csv
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    if not (path.is_file() and is_csv(path)):
+        return "cif"
+    import pandas as pd
+
+    try:
+        header = set(pd.read_csv(path, nrows=0).columns)
+    except (OSError, ValueError, EOFError, pd.errors.ParserError) as err:
+        raise ValueError(f"cannot read {path} as CSV: {err}") from None
+    if "cif" in header:
+        return "cif"
+    if "formula" in header:
+        return "formula"
+    raise ValueError(f"{path} has neither a 'cif' nor a 'formula' column (columns: {', '.join(map(str, sorted(header)))})")
+
+
+def formula_rows(data) -> tuple[list[tuple[int, str, str]], list[dict]]:
+    """(rows, skipped) of a formula-only dataset job: ``(row, material_id, formula)`` per usable row.
+
+    ``data``: a CSV with a ``cif`` column, a CIF file or a folder of CIFs (the formula is each
+    structure's reduced composition; nothing else of the structure is used), or a CSV with a
+    ``formula`` column and no ``cif`` column (ids from ``material_id`` when present, else the row
+    number). Skipped rows (same fields as :func:`dataset_rows`): an unreadable CIF
+    (``unreadable_cif``), a partly occupied site (``disordered``), a formula that does not parse
+    (``bad_formula``) or an element the network does not embed (``element_out_of_range``).
+    """
+    from pathlib import Path
+
+    from .data.sources import parse_cif, read_crystals
+
+    path = Path(data)
+    items: list[tuple[int, str, str | None, str | None]] = []  # row, id, formula, cif
+    if formula_source(path) == "formula":
+        import pandas as pd
+
+        frame = pd.read_csv(path, dtype={"material_id": str, "formula": str}, keep_default_na=False)
+        ids = frame["material_id"] if "material_id" in frame.columns else frame.index.astype(str)
+        items = [(i, str(mid), str(f), None) for i, (mid, f) in enumerate(zip(ids, frame["formula"], strict=True))]
+    else:
+        items = [(raw.row, raw.material_id, None, raw.cif) for raw in read_crystals(path)]
+    rows, skipped = [], []
+    for row, mid, formula, cif in items:
+        reason = detail = None
+        if cif is not None:
+            try:
+                comp = parse_cif(cif).composition
+            except Exception as err:  # noqa: BLE001 - reported per row, the run goes on
+                reason, detail = "unreadable_cif", f"{type(err).__name__}: {err}"[:300]
+            else:
+                if any(abs(n - round(n)) > 1e-6 for n in comp.values()):
+                    reason, detail = "disordered", f"composition {comp.formula} is not a whole number of atoms"
+                else:
+                    formula = comp.reduced_formula.replace(" ", "")
+        if reason is None:
+            try:
+                model_formula(formula)
+            except ValueError as err:
+                reason = "element_out_of_range" if "beyond the elements" in str(err) else "bad_formula"
+                detail = str(err)
+        if reason is None:
+            rows.append((row, mid, formula))
+        else:
+            skipped.append({"row": row, "material_id": mid, "reason": reason, "detail": detail})
+    return rows, skipped
+
+
 #: File of the skipped input rows a job writes into its output folder (one JSON object per line).
 SKIPPED_FILE = "skipped.jsonl"
 
@@ -292,57 +370,109 @@ def predict_from_formula(engine: Engine, folder, formula: str, top_k: int = 1, s
     template, enumerated templates are sampled from pure noise (``source="enumerated"``).
     ``folder``: the model's :class:`~diffcsp_pp.folder.ModelFolder` (template index, scorer, statistics).
     """
+    return predict_from_formulas(engine, folder, [formula], top_k=top_k, seed=seed, diff_ratio=diff_ratio)[0]
+
+
+def predict_from_formulas(engine: Engine, folder, formulas: Sequence[str], top_k: int = 1, seed: int = 0,
+                          diff_ratio: float | None = None) -> list[list]:
+    """:func:`predict_from_formula` for several formulas in one sampler pass seeded with ``seed``
+    (one list per formula, in order): every formula's templates are retrieved first, then all
+    refinements run as one batch and all enumerated fallbacks as another. A formula that has
+    neither a template nor an enumerated fallback raises ValueError naming it."""
     from .retrieval.retrieve import retrieve
 
     _check_task(engine, "csp")
     _check_count(top_k, "top_k")
-    policy.check("structures", top_k, "top_k")
+    policy.check("structures", top_k * len(formulas), "structures requested (top_k x formulas)")
     diff_ratio = engine.run_config.formula_diff_ratio() if diff_ratio is None else diff_ratio
     if diff_ratio != 0 and not (isinstance(diff_ratio, (int, float)) and 0 < diff_ratio < 1):
         raise ValueError(f"diff_ratio must be 0 (template only) or in (0, 1), got {diff_ratio!r}")
-    comp = model_formula(formula)
+    comps = [model_formula(f) for f in formulas]
     index, scorer = folder.template_index()
-    candidates = retrieve(index, scorer, comp, top_k=top_k, max_atoms=MAX_ATOMS)
-    if not candidates:
-        return _predict_enumerated(engine, folder, formula, comp, index.max_atoms, top_k, seed)
-    if diff_ratio == 0:  # template only: the substituted templates, exactly symmetric, no sampling to redo
-        from .symmetry.analyze import detect_space_group
+    chosen: list[list] = []  # per formula: its candidates in output order ([] = enumerated fallback)
+    for comp in comps:
+        candidates = retrieve(index, scorer, comp, top_k=top_k, max_atoms=MAX_ATOMS)
+        if diff_ratio == 0:  # template only: the distinct substituted templates, exactly symmetric
+            chosen.append(candidates[:top_k])
+        else:
+            chosen.append([candidates[i % len(candidates)] for i in range(top_k)] if candidates else [])
+    flat = [c for cands in chosen for c in cands]
+    if diff_ratio == 0:
         from .sample.engine import CHECK_SYMPREC, Drawn
+        from .symmetry.analyze import detect_space_group
 
-        chosen = candidates[:top_k]
-        drawn = [Drawn(s, detect_space_group(s, CHECK_SYMPREC), 1) for s in (c.info.to_structure() for c in chosen)]
+        drawn = [Drawn(s, detect_space_group(s, CHECK_SYMPREC), 1) for s in (c.info.to_structure() for c in flat)]
     else:
-        chosen = [candidates[i % len(candidates)] for i in range(top_k)]
-        drawn = engine.refine([c.info for c in chosen], seed, diff_ratio)
-    return [Provenance(space_group=c.template_space_group, seed=seed, detected_space_group=d.detected_space_group,
-                       attempts=d.attempts, wyckoff=wyckoff_text(c.info.species, c.info.wyckoff_letters),
-                       formula_units=c.formula_units, source="template", rank=c.rank, score=float(c.score),
-                       template=c.material_id, template_space_group=c.template_space_group,
-                       template_wyckoff=c.template_wyckoff, substitution=dict(c.substitution),
-                       diff_ratio=diff_ratio).attach(d.structure)
-            for c, d in zip(chosen, drawn, strict=True)]
+        drawn = engine.refine([c.info for c in flat], seed, diff_ratio) if flat else []
+    results = iter(Provenance(space_group=c.template_space_group, seed=seed, detected_space_group=d.detected_space_group,
+                              attempts=d.attempts, wyckoff=wyckoff_text(c.info.species, c.info.wyckoff_letters),
+                              formula_units=c.formula_units, source="template", rank=c.rank, score=float(c.score),
+                              template=c.material_id, template_space_group=c.template_space_group,
+                              template_wyckoff=c.template_wyckoff, substitution=dict(c.substitution),
+                              diff_ratio=diff_ratio).attach(d.structure)
+                   for c, d in zip(flat, drawn, strict=True))
+    out = [[next(results) for _ in cands] for cands in chosen]
+    missing = [i for i, cands in enumerate(chosen) if not cands]
+    if missing:
+        fallback = _predict_enumerated(engine, folder, [formulas[i] for i in missing], [comps[i] for i in missing],
+                                       index.max_atoms, top_k, seed)
+        for i, structures in zip(missing, fallback, strict=True):
+            out[i] = structures
+    return out
 
 
-def _predict_enumerated(engine: Engine, folder, formula: str, comp: dict, max_atoms: int, n: int, seed: int) -> list:
-    """Fallback of :func:`predict_from_formula` without a fitting training template: full sampling
-    from enumerated templates (:mod:`diffcsp_pp.retrieval.fallback`)."""
+def predict_formula_dataset(engine: Engine, folder, formulas: Sequence[str], top_k: int = 1, seed: int = 0,
+                            diff_ratio: float | None = None, batch_size: int = PREDICT_BATCH,
+                            done: Collection[int] = (), on_batch: Callable[[list], None] | None = None,
+                            progress: bool = False) -> None:
+    """:func:`predict_from_formulas` over a list of formulas (``diffcsp-pp predict --csv ... --from-formula``),
+    in batches of ``batch_size`` formulas seeded as the module docstring says, skipping batches
+    whose every index is in ``done``. ``on_batch([(index, formula, structures)])`` gets each
+    batch, ``structures`` in rank order; a formula that cannot be predicted (no template and no
+    enumerated fallback) gets its ValueError there instead of a list, and the others of its batch
+    are predicted one by one (same seed)."""
+    _check_count(top_k, "top_k")
+
+    def draw(idx: range, batch_seed: int) -> list:
+        chunk = [formulas[i] for i in idx]
+        try:
+            results = predict_from_formulas(engine, folder, chunk, top_k=top_k, seed=batch_seed, diff_ratio=diff_ratio)
+        except ValueError as err:
+            if len(chunk) == 1:
+                return [(idx[0], chunk[0], err)]
+            return [r for i in idx for r in draw(range(i, i + 1), batch_seed)]
+        return list(zip(idx, chunk, results, strict=True))
+
+    for _ in run_batches(engine, draw, list(batches(len(formulas), batch_size, seed, done)), on_batch, progress,
+                         "predict"):
+        pass
+
+
+def _predict_enumerated(engine: Engine, folder, formulas: Sequence[str], comps: Sequence[dict], max_atoms: int,
+                        n: int, seed: int) -> list[list]:
+    """Fallback of :func:`predict_from_formulas` for formulas without a fitting training template:
+    full sampling from enumerated templates (:mod:`diffcsp_pp.retrieval.fallback`), ``n`` per
+    formula, all in one sampler pass."""
     from .retrieval.fallback import enumerated_templates
 
     stats = folder.template_stats()
-    ranked = enumerated_templates(comp, stats.counts, limit=n, max_atoms=max_atoms or MAX_ATOMS)
-    if not ranked:
-        why = f"the model has no {folder.STATS}" if not stats else \
-            "no Wyckoff pattern or space group of its training templates admits it"
-        raise ValueError(f"no training template of {folder.path.name} has the atom-count pattern of {formula} "
-                         f"(or of a multiple), and {why}; give a space group")
-    chosen = [ranked[i % len(ranked)] for i in range(n)]
-    templates = [build_template(e.space_group, e.sites) for e in chosen]
-    drawn = engine.draw(templates, seed)
-    return [Provenance(space_group=e.space_group, seed=seed, detected_space_group=d.detected_space_group,
-                       attempts=d.attempts, wyckoff=wyckoff_text(t.species, t.wyckoff_letters),
-                       formula_units=e.formula_units, source="enumerated", rank=i % len(ranked) + 1, score=e.score,
-                       rule=e.rule).attach(d.structure)
-            for i, (e, t, d) in enumerate(zip(chosen, templates, drawn, strict=True))]
+    plans = []
+    for formula, comp in zip(formulas, comps, strict=True):
+        ranked = enumerated_templates(comp, stats.counts, limit=n, max_atoms=max_atoms or MAX_ATOMS)
+        if not ranked:
+            why = f"the model has no {folder.STATS}" if not stats else \
+                "no Wyckoff pattern or space group of its training templates admits it"
+            raise ValueError(f"no training template of {folder.path.name} has the atom-count pattern of {formula} "
+                             f"(or of a multiple), and {why}; give a space group")
+        plans.append([(i % len(ranked) + 1, ranked[i % len(ranked)]) for i in range(n)])
+    flat = [(rank, e, build_template(e.space_group, e.sites)) for plan in plans for rank, e in plan]
+    drawn = iter(engine.draw([t for _, _, t in flat], seed))
+    structures = iter(Provenance(space_group=e.space_group, seed=seed, detected_space_group=d.detected_space_group,
+                                 attempts=d.attempts, wyckoff=wyckoff_text(t.species, t.wyckoff_letters),
+                                 formula_units=e.formula_units, source="enumerated", rank=rank, score=e.score,
+                                 rule=e.rule).attach(d.structure)
+                      for (rank, e, t), d in zip(flat, drawn, strict=True))
+    return [[next(structures) for _ in plan] for plan in plans]
 
 
 def generate(engine: Engine, plan: Sequence[tuple[int, Sequence[str]]], seed: int = 0,

@@ -176,3 +176,107 @@ def test_wyckoff_assignments_infeasible_last_element_is_fast():
     # Pm-3m: multiplicities 1, 1, 3, 3, 6, ...; 5 atoms of O cannot be formed without reusing 1a/1b
     assert wyckoff_assignments(221, {"Sr": 1, "Ti": 1, "Ba": 3, "Ca": 3, "O": 2}) == []
     assert time.perf_counter() - start < 5.0
+
+
+def test_several_formulas_in_one_pass_keep_each_formulas_templates(run_dir):
+    """predict_from_formula with a list: one list per formula, the same ranked templates as one call
+    per formula (template only: the very same structures; refined: one sampler pass)."""
+    m = DiffCSPPP.load(run_dir)
+    formulas = ["PtInN3", "KBr", "SrTiO3"]
+    together = m.predict_from_formula(formulas, top_k=2, diff_ratio=0, seed=0)
+    for formula, got in zip(formulas, together, strict=True):
+        alone = m.predict_from_formula(formula, top_k=2, diff_ratio=0, seed=0)
+        assert [s.properties["template"] for s in got] == [s.properties["template"] for s in alone]
+        for a, b in zip(got, alone, strict=True):  # the very same crystals
+            assert a.lattice.matrix.tolist() == b.lattice.matrix.tolist() and a.frac_coords.tolist() == b.frac_coords.tolist()
+            assert [str(x) for x in a.species] == [str(x) for x in b.species] and a.properties == b.properties
+    refined = m.predict_from_formula(formulas, top_k=2, seed=3, sampler=_cheap())
+    for formula, got in zip(formulas, refined, strict=True):
+        plain = m.predict_from_formula(formula, top_k=2, diff_ratio=0)  # the distinct candidates, cycled when refining
+        assert [s.properties["template"] for s in got] == [plain[i % len(plain)].properties["template"] for i in range(2)]
+        assert [s.properties["rank"] for s in got] == [plain[i % len(plain)].properties["rank"] for i in range(2)]
+        assert all(s.composition.reduced_composition == Composition(formula).reduced_composition for s in got)
+        assert all(s.properties["detected_space_group"] == s.properties["space_group"] for s in got)
+
+
+def _cheap():
+    from diffcsp_pp.sample.config import SamplerConfig
+
+    return SamplerConfig(steps=3)
+
+
+def test_cli_predict_csv_from_formula(run_dir, tmp_path):
+    """--csv --from-formula: each row's reduced composition, its top-k templates as <id>_rank<k>, the same
+    templates as --formula gives; rows that cannot be predicted are reported, the rerun redoes nothing."""
+    import pandas as pd
+
+    from tests.conftest import FIXTURES, load_fixture_structures
+
+    csv = FIXTURES / "perov_5_test.csv.gz"
+    out = tmp_path / "ff"
+    res = _cli("predict", "--csv", csv, "--from-formula", "--limit", "5", "--top-k", "2", "--diff-ratio", "0",
+               "--batch-size", "2", "--model", run_dir, "--out", out, "--quiet")
+    assert res.returncode == 0, res.stderr
+    entries = records(out)
+    refs = dict(load_fixture_structures("perov_5_test.csv.gz")[:5])
+    assert {e["material_id"] for e in entries} == set(refs)
+    for e in entries:
+        assert e["name"] == f"{e['material_id']}_rank{e['rank']}"
+        assert Composition(e["query_formula"]) == refs[e["material_id"]].composition.reduced_composition
+    first = entries[0]
+    alone = _cli("predict", "--formula", first["query_formula"], "--top-k", "2", "--diff-ratio", "0", "--model",
+                 run_dir, "--out", tmp_path / "alone", "--quiet")
+    assert alone.returncode == 0, alone.stderr
+    assert [e["template"] for e in records(tmp_path / "alone")] == \
+        [e["template"] for e in entries if e["material_id"] == first["material_id"]]
+    again = _cli("predict", "--csv", csv, "--from-formula", "--limit", "5", "--top-k", "2", "--diff-ratio", "0",
+                 "--batch-size", "2", "--model", run_dir, "--out", out, "--quiet")
+    assert again.returncode == 0 and [e["file"] for e in records(out)] == [e["file"] for e in entries]
+
+    # a CSV of formulas: a bad formula and one with no template or fallback are skipped and reported
+    formulas = tmp_path / "formulas.csv"
+    pd.DataFrame({"material_id": ["a", "b", "c", "d"], "formula": ["KBr", "Xx2O", "Na9Cl", "PtInN3"]}).to_csv(formulas, index=False)
+    res = _cli("predict", "--csv", formulas, "--top-k", "1", "--model", run_dir, "--steps", "3", "--out",
+               tmp_path / "list", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert [e["name"] for e in records(tmp_path / "list")] == ["a_rank1", "d_rank1"]
+    skipped = [json.loads(line) for line in (tmp_path / "list" / "skipped.jsonl").read_text().splitlines()]
+    assert [(s["material_id"], s["reason"]) for s in skipped] == [("b", "bad_formula"), ("c", "no_template")]
+    assert "2 row(s)" in res.stdout and "skipped.jsonl" in res.stdout
+    for args, message in ((("--csv", formulas, "--space-group", "221"), "--space-group does not apply"),
+                          (("--formula", "KBr", "--space-group", "225", "--from-formula"), "--from-formula applies"),
+                          (("--csv", csv, "--top-k", "2"), "--top-k applies")):
+        bad = _cli("predict", *args, "--model", run_dir, "--out", tmp_path / "bad")
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_evaluate_ranked_predictions_reports_top_k(run_dir, tmp_path):
+    """evaluate csp on ranked lists: best-of-all as the headline, top-1 from each row's rank-1 prediction —
+    the same figures as evaluating a folder that holds only the rank-1 predictions."""
+    import shutil
+
+    from tests.conftest import FIXTURES
+
+    csv = FIXTURES / "perov_5_test.csv.gz"
+    out = tmp_path / "ff"
+    res = _cli("predict", "--csv", csv, "--from-formula", "--limit", "8", "--top-k", "3", "--diff-ratio", "0",
+               "--model", run_dir, "--out", out, "--quiet")
+    assert res.returncode == 0, res.stderr
+    top1 = tmp_path / "top1"
+    shutil.copytree(out, top1)
+    for e in records(top1):
+        if e["rank"] > 1:
+            (top1 / e["file"]).unlink()
+    metrics = {}
+    for name, folder in (("all", out), ("top1", top1)):
+        res = _cli("evaluate", "csp", "--pred", folder, "--ref", csv, "--no-fingerprint", "--out",
+                   tmp_path / f"{name}.json", "--quiet")
+        assert res.returncode == 0, res.stderr
+        metrics[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    first = metrics["all"]["first_k"]
+    assert set(first) == {"1", "2", "3"}
+    assert first["3"]["match_rate"] == metrics["all"]["match_rate"]
+    assert first["1"]["match_rate"] == metrics["top1"]["match_rate"]
+    assert first["1"]["rmse"] == metrics["top1"]["rmse"]
+    assert first["1"]["match_rate"] <= first["2"]["match_rate"] <= first["3"]["match_rate"]
+    assert "first_k" not in metrics["top1"]

@@ -242,7 +242,8 @@ def _check_before_load(args, task: str) -> None:
     from ..folder import DEFAULT_CSP, DEFAULT_GEN, ModelFolder
     from ..symmetry.families import check_space_group
 
-    _relax_options(args, {}, rank_allowed=task == "csp" and args.formula is not None)  # flag combinations first
+    _relax_options(args, {}, rank_allowed=task == "csp" and (args.formula is not None
+                                                             or getattr(args, "from_formula", False)))  # flags first
     policy.check_output_folder(args.out)
     if args.seed is not None:
         _check_seed(args.seed)
@@ -266,6 +267,10 @@ def _check_before_load(args, task: str) -> None:
     policy.check_steps(args.steps, cfg.diffusion.timesteps)
     if formula is not None and args.space_group is not None:
         jobs.wyckoff_candidates(folder.template_stats(), formula, args.space_group, args.wyckoff, limit=1)
+    if getattr(args, "from_formula", False):
+        jobs.formula_source(args.csv)  # a CSV without a cif or formula column: refused before any work
+    if task == "csp" and ((formula is not None and args.space_group is None) or getattr(args, "from_formula", False)):
+        folder.require_template_index()
     if task == "gen":
         jobs.generation_plan(folder.template_stats(), args.n, args.space_group, 0, args.wyckoff)
 
@@ -275,12 +280,21 @@ def cmd_predict(args) -> int:
 
     if (args.formula is None) == (args.csv is None):
         raise ValueError("give either --formula (optionally with --space-group) or --csv")
-    if args.top_k is not None and (args.formula is None or args.space_group is not None):
-        raise ValueError("--top-k applies to --formula without --space-group (use -n with --space-group)")
+    from_formula = args.csv is not None and (args.from_formula or _formula_list(args.csv))
+    if args.from_formula and args.csv is None:
+        raise ValueError("--from-formula applies to --csv (use --formula for one formula)")
+    if from_formula and args.space_group is not None:
+        raise ValueError("--space-group does not apply to --csv")
+    alone = (args.formula is not None and args.space_group is None) or from_formula
+    if args.top_k is not None and not alone:
+        raise ValueError("--top-k applies to --formula without --space-group or to --csv --from-formula "
+                         "(use -n with --space-group)")
     if (args.processes or args.compile) and args.csv is None:
         raise ValueError("--processes and --compile apply to --csv (benchmark mode)")
+    args.from_formula = from_formula
     _check_before_load(args, "csp")
-    devices = _devices(args, "--csv (benchmark mode)" if args.csv is None else None)
+    devices = _devices(args, "--csv (benchmark mode)" if args.csv is None else
+                       "--csv without --from-formula" if from_formula else None)
     model = DiffCSPPP.load(args.model, device=_torch_device(args))
     inputs = {k: getattr(args, k) for k in ("formula", "space_group", "wyckoff", "n", "csv", "seed", "steps", "limit",
                                             "precision")}
@@ -289,16 +303,18 @@ def cmd_predict(args) -> int:
     inputs["model"] = str(model.path)
     inputs["top_k"] = args.top_k
     inputs["diff_ratio"] = args.diff_ratio
-    if args.diff_ratio is not None and (args.formula is None or args.space_group is not None):
-        raise ValueError("--diff-ratio applies to --formula without --space-group")
-    post = _relax_options(args, inputs, rank_allowed=args.formula is not None)
+    if from_formula:
+        inputs["from_formula"] = True
+    if args.diff_ratio is not None and not alone:
+        raise ValueError("--diff-ratio applies to --formula without --space-group or to --csv --from-formula")
+    post = _relax_options(args, inputs, rank_allowed=args.formula is not None or from_formula)
     base = _writer(args, inputs, devices)
     with base:
         writer = base
         done = writer.done()
         seed = 0 if args.seed is None else _check_seed(args.seed)
         sampler = _sampler(args)
-        if post and args.csv is not None:
+        if post and args.csv is not None and not from_formula:
             writer = _relaxing_writer(args, writer)
         if args.formula is not None and args.space_group is None:
             # formula alone: retrieved training templates, refined with partial noise (top-k, ranked)
@@ -321,6 +337,8 @@ def cmd_predict(args) -> int:
                                        sampler=sampler)
             structures = _relax_and_rank(args, structures)
             writer.add((name, s, dict(s.properties)) for name, s in zip(names, structures, strict=True))
+        elif from_formula:
+            _predict_formula_csv(args, model, writer, done, seed, sampler)
         else:
             _predict_csv(args, model, writer, done, seed, sampler, devices)
     if not _is_rank_zero():
@@ -392,6 +410,63 @@ def _predict_csv(args, model, writer, done, seed, sampler, devices) -> None:
 
     predict_dataset(model.engine(sampler), infos, seed=seed, batch_size=args.batch_size, done=finished,
                     on_batch=write, progress=not args.quiet, devices=devices, keep=False)
+
+
+def _formula_list(path) -> bool:
+    """True for a CSV of formulas (:func:`diffcsp_pp.jobs.formula_source`); False for anything else,
+    including a file the CSV reader will refuse with its own message."""
+    from ..jobs import formula_source
+
+    try:
+        return formula_source(path) == "formula"
+    except (OSError, ValueError):
+        return False
+
+
+def _predict_formula_csv(args, model, writer, done, seed, sampler) -> None:
+    """Every row of --csv from its formula alone (:func:`diffcsp_pp.jobs.predict_formula_dataset`):
+    the reduced composition of its structure, or its ``formula`` column; the --top-k (default -n)
+    best-ranked templates each, written as ``<id>_rank<k>`` in rank order. Rows that cannot be
+    predicted are reported (a count and ``skipped.jsonl``)."""
+    from ..jobs import SKIPPED_FILE, formula_rows, predict_formula_dataset, write_skipped
+    from ..sample.writer import unique_names
+
+    rows, skipped = formula_rows(args.csv)
+    rows = rows[: args.limit]
+    report = Path(args.out) / SKIPPED_FILE
+    if not rows:
+        write_skipped(args.out, skipped)
+        raise ValueError(f"no row of {args.csv} can be predicted ({len(skipped)} skipped; see {report})")
+    top_k = args.top_k or args.n
+    names, renamed = unique_names([mid for _, mid, _ in rows])
+    if renamed:
+        print(f"diffcsp-pp predict: {len(renamed)} material id(s) repeated or not usable as file names, written as "
+              + ", ".join(f"{raw!r} -> {name}" for raw, name in renamed[:3]) + (" ..." if len(renamed) > 3 else ""),
+              file=sys.stderr)
+    finished = {i for i, name in enumerate(names) if f"{name}_rank1" in done}
+    failed: dict[int, dict] = {}
+
+    def write(batch) -> None:
+        for i, formula, result in batch:
+            row, mid, _ = rows[i]
+            if isinstance(result, Exception):
+                failed[i] = {"row": row, "material_id": mid, "reason": "no_template", "detail": str(result)}
+                continue
+            if i in finished:
+                continue
+            result = _relax_and_rank(args, result)
+            writer.add((f"{names[i]}_rank{k}", s, {"index": i, "material_id": mid, "query_formula": formula,
+                                                   **s.properties})
+                       for k, s in enumerate(result, start=1))
+
+    predict_formula_dataset(model.engine(sampler), model.folder, [f for _, _, f in rows], top_k=top_k, seed=seed,
+                            diff_ratio=args.diff_ratio, batch_size=args.batch_size, done=finished, on_batch=write,
+                            progress=not args.quiet)
+    skipped = sorted(skipped + list(failed.values()), key=lambda r: (r["row"] is None, r["row"] or 0))
+    write_skipped(args.out, skipped)
+    if skipped:
+        reasons = ", ".join(f"{k}: {v}" for k, v in Counter(r["reason"] for r in skipped).most_common())
+        print(f"{len(skipped)} row(s) of {args.csv} skipped ({reasons}); each with its reason in {report}")
 
 
 def _devices(args, not_here: str | None = None):
@@ -602,8 +677,10 @@ def cmd_relax(args) -> int:
 def _read_predictions(path: Path) -> tuple[dict, list[str]]:
     """(material_id -> list of Structures, names of unreadable predictions), from a CSV (material_id,
     cif), an output folder of ``predict`` (any layout, :mod:`diffcsp_pp.data.outputs`) or a folder
-    of CIFs named ``<material_id>.cif`` or ``<material_id>__<k>.cif``. A prediction pymatgen cannot
-    read (e.g. two atoms on one site) is a miss for its row, reported by name."""
+    of CIFs named ``<material_id>.cif`` or ``<material_id>__<k>.cif``. A row's predictions are in
+    the order of their ``rank`` when the folder's records give one (formula-only prediction), else
+    in the folder's order. A prediction pymatgen cannot read (e.g. two atoms on one site) is a miss
+    for its row, reported by name."""
     from ..data import outputs
     from ..data.sources import is_csv, parse_cif, read_crystals
 
@@ -621,6 +698,8 @@ def _read_predictions(path: Path) -> tuple[dict, list[str]]:
         found = outputs.records(path)
         if not found:
             raise FileNotFoundError(f"{path} contains no .cif files")
+        if all(isinstance(r.get("rank"), int) for r in found):
+            found = sorted(found, key=lambda r: r["rank"])  # stable: rank k of every row before rank k + 1
         for r in found:
             mid = str(r.get("material_id") or r["name"].split("__")[0])
             add(mid, Path(r["file"]).name, (path / r["file"]).read_text(errors="replace"))
@@ -651,6 +730,15 @@ def cmd_evaluate(args) -> int:
     metrics, rows = evaluate_csp(refs, preds, workers=args.workers, fingerprint=not args.no_fingerprint,
                                  progress=not args.quiet)
     metrics["inputs"] = {"pred": str(pred_path), "ref": str(ref_path)}
+    most = max((r.num_predictions for r in rows), default=0)
+    if most > 1:  # ranked lists: top-1 and best-of-k over each row's first k predictions, no re-matching
+        from ..evaluate.csp import csp_metrics
+
+        metrics["first_k"] = {}
+        for k in sorted({1, 2, 3, 5, 10, most} & set(range(1, most + 1))):
+            m = csp_metrics(rows, fingerprint=not args.no_fingerprint, first=k)
+            m.pop("protocol")
+            metrics["first_k"][str(k)] = m
     metrics["unreadable_predictions"] = unreadable
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -661,6 +749,10 @@ def cmd_evaluate(args) -> int:
     rmse = "n/a" if metrics["rmse"] is None else f"{metrics['rmse']:.4f}"
     print(f"match rate {100 * metrics['match_rate']:.2f} % ({c['matched']}/{c['rows']}), RMSE {rmse}; "
           f"ungated {100 * metrics['match_rate_ungated']:.2f} %")
+    if most > 1:
+        print(f"(best of up to {most} predictions per row; best of each row's first k: "
+              + ", ".join(f"top-{k} {100 * m['match_rate']:.2f} %" for k, m in metrics["first_k"].items() if k != str(most))
+              + ")")
     if c["rows_with_predictions"] < c["rows"]:
         print(f"over the {c['rows_with_predictions']} rows with predictions: "
               f"{100 * metrics['match_rate_over_predicted_rows']:.2f} %")
@@ -866,11 +958,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wyckoff", help="e.g. 'Sr:1a Ti:1b O:3c' (default: enumerated)")
     p.add_argument("-n", type=_positive_int, default=1, help="structures per formula")
     p.add_argument("--top-k", type=_positive_int,
-                   help="without --space-group: refine the K best-ranked templates, one structure each (default -n)")
+                   help="formula alone (--formula without --space-group, --csv --from-formula): the K best-ranked "
+                        "templates, one structure each (default -n)")
     p.add_argument("--diff-ratio", type=float,
                    help="without --space-group: refine from t0 = T x RATIO (0 < RATIO < 1; 0 = the substituted "
                         "templates as they are; default: the model card's measured choice, else 0.1)")
-    p.add_argument("--csv", help="benchmark mode: one prediction per row from its own template")
+    p.add_argument("--csv", help="benchmark mode: one prediction per row from its own template (with --from-formula, "
+                                 "or for a CSV with a 'formula' column and no 'cif' column: from each row's formula)")
+    p.add_argument("--from-formula", action="store_true",
+                   help="(--csv) predict each row from its formula alone (its structure's reduced composition): "
+                        "the --top-k best-ranked templates, as --formula without --space-group does")
     p.add_argument("--limit", type=_positive_int, help="only the first N rows of --csv")
     p.add_argument("--batch-size", type=_positive_int, default=256, help="crystals per sampler batch (--csv)")
     p.add_argument("--model", help="run directory or bundled model name")
