@@ -674,13 +674,14 @@ def cmd_relax(args) -> int:
 
 
 # ----------------------------------------------------------------------------------- evaluate
-def _read_predictions(path: Path) -> tuple[dict, list[str]]:
+def _read_predictions(path: Path, texts: dict | None = None) -> tuple[dict, list[str]]:
     """(material_id -> list of Structures, names of unreadable predictions), from a CSV (material_id,
     cif), an output folder of ``predict`` (any layout, :mod:`diffcsp_pp.data.outputs`) or a folder
     of CIFs named ``<material_id>.cif`` or ``<material_id>__<k>.cif``. A row's predictions are in
     the order of their ``rank`` when the folder's records give one (formula-only prediction), else
     in the folder's order. A prediction pymatgen cannot read (e.g. two atoms on one site) is a miss
-    for its row, reported by name."""
+    for its row, reported by name. ``texts``: filled with material_id -> the CIF texts read, in order
+    (unreadable ones included)."""
     from ..data import outputs
     from ..data.sources import is_csv, parse_cif, read_crystals
 
@@ -688,6 +689,8 @@ def _read_predictions(path: Path) -> tuple[dict, list[str]]:
     unreadable: list[str] = []
 
     def add(mid: str, name: str, text: str) -> None:
+        if texts is not None:
+            texts.setdefault(mid, []).append(text)
         try:
             preds.setdefault(mid, []).append(parse_cif(text))
         except Exception:  # noqa: BLE001 - an unreadable prediction is a miss for its row
@@ -712,8 +715,9 @@ def _read_predictions(path: Path) -> tuple[dict, list[str]]:
 
 
 def cmd_evaluate(args) -> int:
+    from ..data.registry import default_cache_dir
     from ..data.sources import parse_cif, read_crystals
-    from ..evaluate.csp import evaluate_csp, write_rows_csv
+    from ..evaluate.csp import ReferenceValidityCache, evaluate_csp, read_partial, row_json, row_key, write_rows_csv
     from ..policy import check, check_output_file
 
     check_output_file(args.out)
@@ -722,13 +726,31 @@ def cmd_evaluate(args) -> int:
     for p in (pred_path, ref_path):
         if not p.exists():
             raise FileNotFoundError(f"no such file or folder: {p}")
-    refs = [(raw.material_id, parse_cif(raw.cif)) for raw in read_crystals(ref_path)]
-    preds, unreadable = _read_predictions(pred_path)
+    raw_refs = read_crystals(ref_path)
+    refs = [(raw.material_id, parse_cif(raw.cif)) for raw in raw_refs]
+    texts: dict[str, list[str]] = {}
+    preds, unreadable = _read_predictions(pred_path, texts)
     unknown = set(preds) - {mid for mid, _ in refs}
     if preds and len(unknown) == len(preds):
         raise ValueError(f"no prediction id matches a material_id of {ref_path} (e.g. {sorted(unknown)[:3]})")
-    metrics, rows = evaluate_csp(refs, preds, workers=args.workers, fingerprint=not args.no_fingerprint,
-                                 progress=not args.quiet)
+    # rows judged by an interrupted run with the same inputs are kept beside the output and reused
+    fingerprint = not args.no_fingerprint
+    keys = [row_key(raw.cif, texts.get(raw.material_id, []), fingerprint, False) for raw in raw_refs]
+    partial = Path(args.out).with_name(Path(args.out).name + ".partial.jsonl")
+    done = read_partial(partial, keys)
+    if done and not args.quiet:
+        print(f"{len(done)} of {len(refs)} rows judged by an earlier run (kept in {partial}) are reused")
+    cache = ReferenceValidityCache(default_cache_dir(), fingerprint)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    with open(partial, "a") as fh:
+        def keep(row) -> None:
+            fh.write(row_json(row, keys[row.row]) + "\n")
+            fh.flush()
+
+        metrics, rows = evaluate_csp(refs, preds, workers=args.workers, fingerprint=fingerprint,
+                                     progress=not args.quiet, done=done, on_row=keep,
+                                     reference_validity=[cache.get(raw.cif) for raw in raw_refs])
+    cache.update({raw.cif: row.gt_valid for raw, row in zip(raw_refs, rows, strict=True)})
     metrics["inputs"] = {"pred": str(pred_path), "ref": str(ref_path)}
     most = max((r.num_predictions for r in rows), default=0)
     if most > 1:  # ranked lists: top-1 and best-of-k over each row's first k predictions, no re-matching
@@ -740,11 +762,13 @@ def cmd_evaluate(args) -> int:
             m.pop("protocol")
             metrics["first_k"][str(k)] = m
     metrics["unreadable_predictions"] = unreadable
+    metrics["rows_reused"] = len(done)  # judged by an interrupted earlier run with the same inputs
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=1))
     rows_path = out.with_suffix(".rows.csv")
     write_rows_csv(rows_path, rows)
+    partial.unlink(missing_ok=True)  # the metrics and per-row CSV now hold every row
     c = metrics["counts"]
     rmse = "n/a" if metrics["rmse"] is None else f"{metrics['rmse']:.4f}"
     print(f"match rate {100 * metrics['match_rate']:.2f} % ({c['matched']}/{c['rows']}), RMSE {rmse}; "
