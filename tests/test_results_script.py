@@ -65,3 +65,28 @@ def test_write_section_replaces_only_between_its_markers(results, tmp_path):
     # the repository's RESULTS.md has the section's markers
     text = (ROOT / "docs" / "RESULTS.md").read_text()
     assert "<!-- mp20-test:begin -->" in text and "<!-- mp20-test:end -->" in text
+
+
+def test_formula_only_job_runs_the_user_commands_and_renders_top1_and_best_of_k(results, tmp_path):
+    from pymatgen.core import Lattice, Structure
+
+    from diffcsp_pp.sample.writer import PredictionWriter
+
+    predict, evaluate = results.jobs(Path("/data"), tmp_path, (), 4)["mp20_test_cspml"]
+    assert predict[:3] == ["diffcsp-pp", "predict", "--csv"] and "--from-formula" in predict
+    assert predict[predict.index("--top-k") + 1] == "5" and predict[predict.index("--model") + 1] == "mp20-csp"
+    assert evaluate[:3] == ["diffcsp-pp", "evaluate", "csp"] and evaluate[evaluate.index("--workers") + 1] == "4"
+    job = tmp_path / "mp20_test_cspml"
+    rock = Structure(Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with PredictionWriter(job / "structures", {"top_k": 5, "steps": 100}, shard="r00000") as w:
+        w.add((f"x_rank{k}", rock, {"material_id": "x", "rank": k, "source": "template", "diff_ratio": 0.0,
+                                    "space_group": 221, "detected_space_group": 221}) for k in (1, 2))
+    first_k = {"1": {"match_rate": 0.6, "rmse": 0.03}, "5": {"match_rate": 0.8, "rmse": 0.04}}
+    (job / "metrics.json").write_text(json.dumps({"match_rate": 0.8, "rmse": 0.04, "match_rate_ungated": 0.85,
+                                                  "counts": {"rows": 9046}, "first_k": first_k}))
+    (job / "run.json").write_text(json.dumps({"steps": [{"command": "diffcsp-pp predict --csv x", "wall_s": 20.0},
+                                                        {"command": "diffcsp-pp evaluate csp", "wall_s": 7.0}]}))
+    text = results.render_mp20_test(tmp_path)
+    line = next(x for x in text.splitlines() if "formula alone" in x)
+    assert "| 9046 | templates as retrieved (diff ratio 0) | top-1 **60.00 %** / 0.0300; best of 5 80.00 % / 0.0400 " \
+           "| 20 s + 7 s |" in line
