@@ -61,6 +61,16 @@ def test_layout_buckets_records_extxyz_and_a_small_manifest(tmp_path, crystals, 
         start, end = r["frame"]
         (frame,) = ase_read(io.StringIO(data[start:end].decode()), index=":", format="extxyz")
         assert str(frame.info["name"]) == r["name"] and len(frame) == len(s) and r["detected_space_group"] == sg
+        # the shortest interatomic distance, independently: every site against every periodic image
+        import itertools
+
+        import numpy as np
+
+        shifts = np.array(list(itertools.product((-1, 0, 1), repeat=3))) @ s.lattice.matrix
+        cart = s.cart_coords
+        d = np.linalg.norm(cart[:, None, None, :] - cart[None, :, None, :] - shifts[None, None], axis=-1)
+        d[np.arange(len(s)), np.arange(len(s)), :] = np.inf  # two distinct sites, not a site and its own image
+        assert r["min_distance"] == pytest.approx(d.min(), abs=1e-4) if len(s) > 1 else r["min_distance"] is None
     # the summary readers see
     assert outputs.summary(out)["count"] == 7
 

@@ -363,8 +363,12 @@ def _describe(entry: dict) -> str:
     origin = f"  from {entry['template']}" if entry.get("source") == "template" else ""
     lattice = entry.get("lattice")
     cell = ("  a={:.3f} b={:.3f} c={:.3f} Å α={:.1f} β={:.1f} γ={:.1f}°".format(*lattice) if lattice else "")
+    from ..evaluate.validity import MIN_DISTANCE
+
+    close = entry.get("min_distance")
+    warn = f"  (two atoms {close:.3f} Å apart: not physical)" if close is not None and close < MIN_DISTANCE else ""
     return f"{entry['file']}  {entry['formula']}  space group {sg} ({symbol})  {entry.get('wyckoff', '')}{cell}{origin}" \
-        + _describe_energy(entry)
+        + _describe_energy(entry) + warn
 
 
 def _sampler(args):

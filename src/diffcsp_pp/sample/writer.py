@@ -39,6 +39,19 @@ WRITE_SYMPREC = 1e-3
 MANIFEST_EVERY = 30.0
 
 
+def min_distance(structure) -> float | None:
+    """The shortest distance (Å, 4 decimals) between two sites of ``structure`` (minimum image);
+    None for one site. Below 0.5 Å the benchmarks call a structure invalid; two sites closer
+    than about 0.01 Å can make its CIF unreadable to pymatgen (it merges them)."""
+    import numpy as np
+
+    if len(structure) < 2:
+        return None
+    dist = structure.distance_matrix
+    np.fill_diagonal(dist, np.inf)
+    return round(float(dist.min()), 4)
+
+
 def symmetric_cif(structure) -> tuple[str, int]:
     """(CIF text, spglib space group at WRITE_SYMPREC). The CIF carries the space group when spglib
     finds one — the refined conventional cell, the group's operations and one site per orbit,
@@ -214,6 +227,7 @@ class PredictionWriter:
                 record = {"name": name, "file": rel, **info, "detected_space_group": detected,
                           "formula": structure.composition.reduced_formula, "num_atoms": len(structure),
                           "lattice": [round(float(v), 4) for v in (*structure.lattice.abc, *structure.lattice.angles)],
+                          "min_distance": min_distance(structure),
                           "frame": [offset, offset + len(frame)]}
                 offset += len(frame)
                 lines.append(json.dumps(record, separators=(",", ":")) + "\n")
