@@ -678,29 +678,16 @@ def cmd_relax(args) -> int:
 
 
 # ----------------------------------------------------------------------------------- evaluate
-def _read_predictions(path: Path, texts: dict | None = None) -> tuple[dict, list[str]]:
-    """(material_id -> list of Structures, names of unreadable predictions), from a CSV (material_id,
-    cif), an output folder of ``predict`` (any layout, :mod:`diffcsp_pp.data.outputs`) or a folder
-    of CIFs named ``<material_id>.cif`` or ``<material_id>__<k>.cif``. A row's predictions are in
-    the order of their ``rank`` when the folder's records give one (formula-only prediction), else
-    in the folder's order. A prediction pymatgen cannot read (e.g. two atoms on one site) is a miss
-    for its row, reported by name. ``texts``: filled with material_id -> the CIF texts read, in order
-    (unreadable ones included)."""
+def _prediction_texts(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """material_id -> [(name, CIF text)] of every prediction, from a CSV (material_id, cif), an output
+    folder of ``predict`` (any layout, :mod:`diffcsp_pp.data.outputs`) or a folder of CIFs named
+    ``<material_id>.cif`` or ``<material_id>__<k>.cif``. A row's predictions are in the order of
+    their ``rank`` when the folder's records give one (formula-only prediction), else in the
+    folder's order. Nothing is parsed here (the evaluation's workers read the CIFs)."""
     from ..data import outputs
-    from ..data.sources import is_csv, parse_cif, read_crystals
+    from ..data.sources import is_csv, read_crystals
 
-    preds: dict[str, list] = {}
-    unreadable: list[str] = []
-
-    def add(mid: str, name: str, text: str) -> None:
-        if texts is not None:
-            texts.setdefault(mid, []).append(text)
-        try:
-            preds.setdefault(mid, []).append(parse_cif(text))
-        except Exception:  # noqa: BLE001 - an unreadable prediction is a miss for its row
-            preds.setdefault(mid, [])
-            unreadable.append(name)
-
+    texts: dict[str, list[tuple[str, str]]] = {}
     if path.is_dir():
         found = outputs.records(path)
         if not found:
@@ -709,12 +696,30 @@ def _read_predictions(path: Path, texts: dict | None = None) -> tuple[dict, list
             found = sorted(found, key=lambda r: r["rank"])  # stable: rank k of every row before rank k + 1
         for r in found:
             mid = str(r.get("material_id") or r["name"].split("__")[0])
-            add(mid, Path(r["file"]).name, (path / r["file"]).read_text(errors="replace"))
-        return preds, unreadable
+            texts.setdefault(mid, []).append((Path(r["file"]).name, (path / r["file"]).read_text(errors="replace")))
+        return texts
     if not is_csv(path):
         raise ValueError(f"--pred must be a folder of CIFs or a CSV with material_id and cif columns: {path}")
     for i, raw in enumerate(read_crystals(path)):
-        add(raw.material_id, f"{raw.material_id} (row {i})", raw.cif)
+        texts.setdefault(raw.material_id, []).append((f"{raw.material_id} (row {i})", raw.cif))
+    return texts
+
+
+def _read_predictions(path: Path) -> tuple[dict, list[str]]:
+    """(material_id -> list of Structures, names of unreadable predictions) of :func:`_prediction_texts`:
+    a prediction pymatgen cannot read (e.g. two atoms on one site) is left out (a miss for its row)
+    and reported by name."""
+    from ..data.sources import parse_cif
+
+    preds: dict[str, list] = {}
+    unreadable: list[str] = []
+    for mid, items in _prediction_texts(path).items():
+        preds[mid] = []
+        for name, text in items:
+            try:
+                preds[mid].append(parse_cif(text))
+            except Exception:  # noqa: BLE001 - an unreadable prediction is a miss for its row
+                unreadable.append(name)
     return preds, unreadable
 
 
@@ -732,14 +737,14 @@ def cmd_evaluate(args) -> int:
             raise FileNotFoundError(f"no such file or folder: {p}")
     raw_refs = read_crystals(ref_path)
     refs = [(raw.material_id, parse_cif(raw.cif)) for raw in raw_refs]
-    texts: dict[str, list[str]] = {}
-    preds, unreadable = _read_predictions(pred_path, texts)
+    texts = _prediction_texts(pred_path)  # read (parsed) by the workers, and only for rows still to judge
+    preds = {mid: [t for _, t in items] for mid, items in texts.items()}
     unknown = set(preds) - {mid for mid, _ in refs}
     if preds and len(unknown) == len(preds):
         raise ValueError(f"no prediction id matches a material_id of {ref_path} (e.g. {sorted(unknown)[:3]})")
     # rows judged by an interrupted run with the same inputs are kept beside the output and reused
     fingerprint = not args.no_fingerprint
-    keys = [row_key(raw.cif, texts.get(raw.material_id, []), fingerprint, False) for raw in raw_refs]
+    keys = [row_key(raw.cif, preds.get(raw.material_id, []), fingerprint, False) for raw in raw_refs]
     partial = Path(args.out).with_name(Path(args.out).name + ".partial.jsonl")
     done = read_partial(partial, keys)
     if done and not args.quiet:
@@ -755,6 +760,7 @@ def cmd_evaluate(args) -> int:
                                      progress=not args.quiet, done=done, on_row=keep,
                                      reference_validity=[cache.get(raw.cif) for raw in raw_refs])
     cache.update({raw.cif: row.gt_valid for raw, row in zip(raw_refs, rows, strict=True)})
+    unreadable = [texts[mid][i][0] for (mid, _), row in zip(refs, rows, strict=True) for i in row.unreadable]
     metrics["inputs"] = {"pred": str(pred_path), "ref": str(ref_path)}
     most = max((r.num_predictions for r in rows), default=0)
     if most > 1:  # ranked lists: top-1 and best-of-k over each row's first k predictions, no re-matching

@@ -49,6 +49,7 @@ class RowResult:
     valid_predictions: int  # predictions judged valid (of those judged)
     rms: tuple = ()
     valid: tuple = ()
+    unreadable: tuple = ()  # positions of predictions given as CIF text that pymatgen cannot read (misses)
 
     def first(self, k: int) -> RowResult:
         """The same row judged on its first k predictions only."""
@@ -56,7 +57,8 @@ class RowResult:
         matched = [r for r in rms if r is not None]
         gated = [r for r, v in zip(rms, valid) if r is not None and v and self.gt_valid]
         return RowResult(self.row, self.material_id, len(rms), self.gt_valid, min(matched, default=None),
-                         min(gated, default=None), sum(v is True for v in valid), rms, valid)
+                         min(gated, default=None), sum(v is True for v in valid), rms, valid,
+                         tuple(i for i in self.unreadable if i < k))
 
 
 def _validity(structure, fingerprint: bool) -> bool:
@@ -72,22 +74,33 @@ def _validity(structure, fingerprint: bool) -> bool:
 def evaluate_row(args) -> RowResult:
     """Match every prediction of one row against its reference; judge the validity of all of them
     (``judge_all``) or of those that matched a valid reference. ``known_gt_valid``: the reference's
-    verdict when it is already known (None: judge it)."""
+    verdict when it is already known (None: judge it). A prediction given as CIF text is read here
+    (in the worker); one pymatgen cannot read is a miss, listed in ``unreadable``."""
     row, material_id, gt, preds, fingerprint, judge_all, known_gt_valid = args
     from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from ..data.sources import parse_cif
 
     warnings.simplefilter("ignore")
     matcher = StructureMatcher(**MATCHER_SETTINGS)
     gt_valid = _validity(gt, fingerprint) if known_gt_valid is None else bool(known_gt_valid)
-    all_rms, all_valid = [], []
-    for pred in preds:
+    all_rms, all_valid, unreadable = [], [], []
+    for i, pred in enumerate(preds):
+        if isinstance(pred, str):
+            try:
+                pred = parse_cif(pred)
+            except Exception:  # noqa: BLE001 - e.g. two atoms on one site: a miss for its row
+                unreadable.append(i)
+                all_rms.append(None)
+                all_valid.append(False if judge_all else None)
+                continue
         try:
             rms = matcher.get_rms_dist(pred, gt)
         except Exception:  # noqa: BLE001 - an unmatchable prediction is a miss
             rms = None
         all_rms.append(None if rms is None else float(rms[0]))
         all_valid.append(_validity(pred, fingerprint) if judge_all or (rms is not None and gt_valid) else None)
-    judged = RowResult(row, material_id, 0, gt_valid, None, None, 0, tuple(all_rms), tuple(all_valid))
+    judged = RowResult(row, material_id, 0, gt_valid, None, None, 0, tuple(all_rms), tuple(all_valid), tuple(unreadable))
     return judged.first(len(all_rms))
 
 
@@ -99,7 +112,8 @@ def evaluate_csp(references, predictions, workers: int = 1, fingerprint: bool = 
 
     Args:
         references: list of (material_id, Structure), one per reference row.
-        predictions: dict material_id -> list of predicted Structures (missing ids count as misses).
+        predictions: dict material_id -> list of predicted Structures or their CIF texts (read in the
+            workers; missing ids count as misses).
         workers: processes.
         fingerprint: include the CrystalNN fingerprint in the validity gate (as the paper does).
         judge_all: judge every prediction's validity, not only the matched ones' (same metrics;
@@ -180,6 +194,7 @@ def write_rows_csv(path, results) -> None:
     for t in table:  # per-prediction fields as "a;b;c" ("" = no match)
         t["rms"] = ";".join("" if x is None else f"{x:.6g}" for x in t["rms"])
         t["valid"] = ";".join("" if v is None else str(int(v)) for v in t["valid"])
+        t["unreadable"] = ";".join(str(i) for i in t["unreadable"])
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(table[0]))
         writer.writeheader()
@@ -216,10 +231,11 @@ def read_partial(path, keys: Sequence[str]) -> dict[int, RowResult]:
         try:
             d = json.loads(line)
             row = int(d["row"])
+            d.setdefault("unreadable", [])  # lines written before the field existed
             if not (0 <= row < len(keys)) or d.get("key") != keys[row] or set(d) - {"key"} != fields:
                 continue
             d.pop("key")
-            d["rms"], d["valid"] = tuple(d["rms"]), tuple(d["valid"])
+            d["rms"], d["valid"], d["unreadable"] = tuple(d["rms"]), tuple(d["valid"]), tuple(d["unreadable"])
             out[row] = RowResult(**d)
         except (ValueError, KeyError, TypeError):
             continue
