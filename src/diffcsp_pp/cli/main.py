@@ -746,7 +746,7 @@ def cmd_evaluate(args) -> int:
     fingerprint = not args.no_fingerprint
     keys = [row_key(raw.cif, preds.get(raw.material_id, []), fingerprint, False) for raw in raw_refs]
     partial = Path(args.out).with_name(Path(args.out).name + ".partial.jsonl")
-    done = read_partial(partial, keys)
+    done = read_partial(partial, keys, [len(preds.get(raw.material_id, [])) for raw in raw_refs])
     if done and not args.quiet:
         print(f"{len(done)} of {len(refs)} rows judged by an earlier run (kept in {partial}) are reused")
     cache = ReferenceValidityCache(default_cache_dir(), fingerprint)

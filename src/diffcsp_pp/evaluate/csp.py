@@ -219,9 +219,10 @@ def row_json(result: RowResult, key: str) -> str:
     return json.dumps({"key": key, **asdict(result)})
 
 
-def read_partial(path, keys: Sequence[str]) -> dict[int, RowResult]:
+def read_partial(path, keys: Sequence[str], counts: Sequence[int] | None = None) -> dict[int, RowResult]:
     """Rows of a partial-results file whose key is still ``keys[row]`` (a changed prediction or
-    reference is judged again); unreadable or truncated lines (an interrupted write) are ignored."""
+    reference is judged again) and, with ``counts``, that judged ``counts[row]`` predictions;
+    unreadable or truncated lines (an interrupted write) are ignored."""
     out: dict[int, RowResult] = {}
     path = Path(path)
     if not path.is_file():
@@ -234,6 +235,8 @@ def read_partial(path, keys: Sequence[str]) -> dict[int, RowResult]:
             d.setdefault("unreadable", [])  # lines written before the field existed
             if not (0 <= row < len(keys)) or d.get("key") != keys[row] or set(d) - {"key"} != fields:
                 continue
+            if counts is not None and d["num_predictions"] != counts[row]:
+                continue  # e.g. written when an unreadable prediction was left out of its row
             d.pop("key")
             d["rms"], d["valid"], d["unreadable"] = tuple(d["rms"]), tuple(d["valid"]), tuple(d["unreadable"])
             out[row] = RowResult(**d)
