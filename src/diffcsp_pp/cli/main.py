@@ -383,29 +383,42 @@ def _sampler(args):
                          parallel="processes" if processes else "threads")
 
 
+def _report_skipped(args, skipped: list) -> Path:
+    """Write ``skipped.jsonl`` into --out and say how many rows of --csv were skipped and why."""
+    from ..jobs import SKIPPED_FILE, write_skipped
+
+    report = Path(args.out) / SKIPPED_FILE
+    write_skipped(args.out, skipped)
+    if skipped:
+        reasons = ", ".join(f"{k}: {v}" for k, v in Counter(r["reason"] for r in skipped).most_common())
+        print(f"{len(skipped)} row(s) of {args.csv} skipped ({reasons}); each with its reason in {report}")
+    return report
+
+
+def _warn_renamed(renamed: list) -> None:
+    """One line on stderr for material ids that were repeated or unsafe as file names."""
+    if renamed:
+        print(f"diffcsp-pp predict: {len(renamed)} material id(s) repeated or not usable as file names, written as "
+              + ", ".join(f"{raw!r} -> {name}" for raw, name in renamed[:3]) + (" ..." if len(renamed) > 3 else ""),
+              file=sys.stderr)
+
+
 def _predict_csv(args, model, writer, done, seed, sampler, devices) -> None:
     """Benchmark mode: one prediction per row from the row's own space group and Wyckoff template
     (:func:`diffcsp_pp.jobs.predict_dataset`; a rerun skips the finished batches and draws the rest
     exactly as an uninterrupted run would). Rows that cannot be predicted are reported (a count and
     ``skipped.jsonl``); repeated or unsafe material ids get unique safe names."""
-    from ..jobs import SKIPPED_FILE, dataset_rows, predict_dataset, write_skipped
+    from ..jobs import SKIPPED_FILE, dataset_rows, predict_dataset
     from ..sample.writer import unique_names
 
     infos, skipped = dataset_rows(args.csv, model.config.symprec)
     infos = infos[: args.limit]
-    report = Path(args.out) / SKIPPED_FILE
-    if _is_rank_zero():
-        write_skipped(args.out, skipped)
-        if skipped:
-            reasons = ", ".join(f"{k}: {v}" for k, v in Counter(r["reason"] for r in skipped).most_common())
-            print(f"{len(skipped)} row(s) of {args.csv} skipped ({reasons}); each with its reason in {report}")
+    report = _report_skipped(args, skipped) if _is_rank_zero() else Path(args.out) / SKIPPED_FILE
     if not infos:
         raise ValueError(f"no row of {args.csv} can be predicted ({len(skipped)} skipped; see {report})")
     names, renamed = unique_names([str(info.structure_id) for info in infos])
-    if renamed and _is_rank_zero():
-        print(f"diffcsp-pp predict: {len(renamed)} material id(s) repeated or not usable as file names, written as "
-              + ", ".join(f"{raw!r} -> {name}" for raw, name in renamed[:3]) + (" ..." if len(renamed) > 3 else ""),
-              file=sys.stderr)
+    if _is_rank_zero():
+        _warn_renamed(renamed)
     finished = {i for i, name in enumerate(names) if name in done}
 
     def write(batch) -> None:
@@ -437,16 +450,13 @@ def _predict_formula_csv(args, model, writer, done, seed, sampler) -> None:
 
     rows, skipped = formula_rows(args.csv)
     rows = rows[: args.limit]
-    report = Path(args.out) / SKIPPED_FILE
     if not rows:
         write_skipped(args.out, skipped)
-        raise ValueError(f"no row of {args.csv} can be predicted ({len(skipped)} skipped; see {report})")
+        raise ValueError(f"no row of {args.csv} can be predicted ({len(skipped)} skipped; "
+                         f"see {Path(args.out) / SKIPPED_FILE})")
     top_k = args.top_k or args.n
     names, renamed = unique_names([mid for _, mid, _ in rows])
-    if renamed:
-        print(f"diffcsp-pp predict: {len(renamed)} material id(s) repeated or not usable as file names, written as "
-              + ", ".join(f"{raw!r} -> {name}" for raw, name in renamed[:3]) + (" ..." if len(renamed) > 3 else ""),
-              file=sys.stderr)
+    _warn_renamed(renamed)
     finished = {i for i, name in enumerate(names) if f"{name}_rank1" in done}
     failed: dict[int, dict] = {}
 
@@ -466,11 +476,7 @@ def _predict_formula_csv(args, model, writer, done, seed, sampler) -> None:
     predict_formula_dataset(model.engine(sampler), model.folder, [f for _, _, f in rows], top_k=top_k, seed=seed,
                             diff_ratio=args.diff_ratio, batch_size=args.batch_size, done=finished, on_batch=write,
                             progress=not args.quiet)
-    skipped = sorted(skipped + list(failed.values()), key=lambda r: (r["row"] is None, r["row"] or 0))
-    write_skipped(args.out, skipped)
-    if skipped:
-        reasons = ", ".join(f"{k}: {v}" for k, v in Counter(r["reason"] for r in skipped).most_common())
-        print(f"{len(skipped)} row(s) of {args.csv} skipped ({reasons}); each with its reason in {report}")
+    _report_skipped(args, sorted(skipped + list(failed.values()), key=lambda r: (r["row"] is None, r["row"] or 0)))
 
 
 def _devices(args, not_here: str | None = None):
@@ -726,7 +732,8 @@ def _read_predictions(path: Path) -> tuple[dict, list[str]]:
 def cmd_evaluate(args) -> int:
     from ..data.registry import default_cache_dir
     from ..data.sources import parse_cif, read_crystals
-    from ..evaluate.csp import ReferenceValidityCache, evaluate_csp, read_partial, row_json, row_key, write_rows_csv
+    from ..evaluate.csp import (ReferenceValidityCache, csp_metrics, evaluate_csp, read_partial, row_json, row_key,
+                                write_rows_csv)
     from ..policy import check, check_output_file
 
     check_output_file(args.out)
@@ -764,11 +771,9 @@ def cmd_evaluate(args) -> int:
     metrics["inputs"] = {"pred": str(pred_path), "ref": str(ref_path)}
     most = max((r.num_predictions for r in rows), default=0)
     if most > 1:  # ranked lists: top-1 and best-of-k over each row's first k predictions, no re-matching
-        from ..evaluate.csp import csp_metrics
-
         metrics["first_k"] = {}
         for k in sorted({1, 2, 3, 5, 10, most} & set(range(1, most + 1))):
-            m = csp_metrics(rows, fingerprint=not args.no_fingerprint, first=k)
+            m = csp_metrics(rows, fingerprint=fingerprint, first=k)
             m.pop("protocol")
             metrics["first_k"][str(k)] = m
     metrics["unreadable_predictions"] = unreadable
