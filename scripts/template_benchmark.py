@@ -287,7 +287,7 @@ def substitution_study(index, args) -> int:
                         ("magpie_22 (MAGPIE_PROPERTIES)", MAGPIE_PROPERTIES)]:
         preds = {}
         for mid, s in refs:
-            found = retrieve(index, Scorer("euclidean"), _reduced(s), top_k=40, properties=props)
+            found = retrieve(index, Scorer("euclidean"), _reduced(s), top_k=40, properties=props, distinct=False)
             found = [c for c in found if not _same(c)][:5]
             if found:
                 preds[mid] = [c.info.to_structure() for c in found]

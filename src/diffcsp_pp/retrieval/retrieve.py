@@ -4,7 +4,15 @@ Candidates are the training crystals whose sorted multiset of per-element atom c
 cell) equals the query's counts times z, z = 1, 2, ... (up to the largest template). They are
 ranked by the scorer on the composition fingerprints (:meth:`~.scorer.Scorer.rank`: by score,
 the query's own composition first if the scorer says so; ties: index order), and the top ``top_k``
-are returned with their substitution map and the substituted template as a
+**distinct structures** (by default): a candidate whose substituted template has the space group
+of a better-ranked returned one and matches it under the benchmark's StructureMatcher (stol 0.5,
+ltol 0.3, 10°, the CSP match criterion) is skipped, so ``top_k`` templates are ``top_k`` different
+structures — the same prototype often sits in the training set many times, under other elements or
+another origin choice of its Wyckoff positions. Templates in different space groups are always
+different answers (a tetragonal distortion of a cubic perovskite may match it within the
+tolerances, but it is another phase) (only the best ``DISTINCT_SCAN`` candidates are looked at,
+so a composition with fewer distinct structures among them gets fewer). Each comes with its
+substitution map and the substituted template as a
 :class:`~diffcsp_pp.symmetry.analyze.SymmetryInfo` (space group, Wyckoff ops and anchors, the
 query's species, the template's k and coordinates) ready for refinement or as a "template only"
 prediction (:meth:`~diffcsp_pp.symmetry.analyze.SymmetryInfo.to_structure`).
@@ -20,6 +28,9 @@ import numpy as np
 from .index import TemplateIndex
 from .scorer import Scorer
 from .substitution import SUBSTITUTION_PROPERTIES, substitution_map
+
+#: Candidates looked at, best first, for the ``top_k`` distinct structures of :func:`retrieve`.
+DISTINCT_SCAN = 200
 
 
 @dataclass(frozen=True)
@@ -81,15 +92,28 @@ def query_features(index: TemplateIndex, composition: Mapping[str, int]) -> np.n
     return index.standardizer(composition_features([dict(composition)]))[0]
 
 
+def _matcher():
+    """The CSP benchmark's StructureMatcher: two templates it matches are the same structure."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from ..evaluate.csp import MATCHER_SETTINGS
+
+    return StructureMatcher(**MATCHER_SETTINGS)
+
+
 def retrieve(index: TemplateIndex, scorer: Scorer, composition: Mapping[str, int], top_k: int = 1,
              max_atoms: int | None = None, features: np.ndarray | None = None,
-             properties: tuple[str, ...] = SUBSTITUTION_PROPERTIES, exclude: set | None = None) -> list[Candidate]:
+             properties: tuple[str, ...] = SUBSTITUTION_PROPERTIES, exclude: set | None = None,
+             distinct: bool = True) -> list[Candidate]:
     """The ``top_k`` best templates for a composition (fewer if fewer candidates; [] if none).
 
     Args:
         composition: element -> count (the formula as given; its multiples are allowed).
         features: the query's standardised fingerprint (computed when not given).
         exclude: material ids never to return (e.g. the query itself in a leave-one-out test).
+        distinct: skip a candidate whose substituted structure has the space group of a
+            better-ranked returned one and matches it (StructureMatcher with the CSP benchmark's
+            settings); ranks stay 1, 2, ... over the returned ones.
     """
     from ..symmetry.templates import _symbol
 
@@ -103,15 +127,23 @@ def retrieve(index: TemplateIndex, scorer: Scorer, composition: Mapping[str, int
     rows = np.array([i for i, _ in found])
     q = query_features(index, composition) if features is None else features
     order, scores = scorer.rank(q, index.features[rows])
-    order = order[:top_k]
-    out = []
-    for rank, o in enumerate(order, start=1):
+    matcher = _matcher() if distinct and top_k > 1 else None
+    out, kept = [], []  # kept: (space group, structure) of the returned candidates (distinct only)
+    for o in order[:DISTINCT_SCAN] if matcher is not None else order:
+        if len(out) == top_k:
+            break
         row, z = found[o]
         mapping = substitution_map(index.element_counts(row), {el: int(n) * z for el, n in composition.items()},
                                    properties)
         labels, zs, _ = index.orbits(row)
         info = substituted_info(index, row, mapping)
-        out.append(Candidate(rank=rank, score=float(scores[o]), row=int(row), material_id=str(index.material_id[row]),
+        if matcher is not None:
+            sg, structure = int(index.space_group[row]), info.to_structure()
+            if any(sg == other_sg and matcher.fit(structure, other) for other_sg, other in kept):
+                continue
+            kept.append((sg, structure))
+        out.append(Candidate(rank=len(out) + 1, score=float(scores[o]), row=int(row),
+                             material_id=str(index.material_id[row]),
                              formula_units=int(z), template_space_group=int(index.space_group[row]),
                              template_wyckoff=" ".join(f"{_symbol(zz)}:{lab}" for zz, lab in zip(zs, labels, strict=True)),
                              substitution=mapping, info=info))
