@@ -101,6 +101,14 @@ def _matcher():
     return StructureMatcher(**MATCHER_SETTINGS)
 
 
+def _reduced(info, memo: list):
+    """The primitive, Niggli-reduced structure of a template (what ``StructureMatcher.fit`` compares),
+    computed once and kept in ``memo``."""
+    if not memo:
+        memo.append(info.to_structure().get_primitive_structure().get_reduced_structure())
+    return memo[0]
+
+
 def retrieve(index: TemplateIndex, scorer: Scorer, composition: Mapping[str, int], top_k: int = 1,
              max_atoms: int | None = None, features: np.ndarray | None = None,
              properties: tuple[str, ...] = SUBSTITUTION_PROPERTIES, exclude: set | None = None,
@@ -128,7 +136,7 @@ def retrieve(index: TemplateIndex, scorer: Scorer, composition: Mapping[str, int
     q = query_features(index, composition) if features is None else features
     order, scores = scorer.rank(q, index.features[rows])
     matcher = _matcher() if distinct and top_k > 1 else None
-    out, kept = [], []  # kept: (space group, structure) of the returned candidates (distinct only)
+    out, kept = [], []  # kept: ((space group, atoms), info, reduced) (distinct only)
     for o in order[:DISTINCT_SCAN] if matcher is not None else order:
         if len(out) == top_k:
             break
@@ -138,10 +146,14 @@ def retrieve(index: TemplateIndex, scorer: Scorer, composition: Mapping[str, int
         labels, zs, _ = index.orbits(row)
         info = substituted_info(index, row, mapping)
         if matcher is not None:
-            sg, structure = int(index.space_group[row]), info.to_structure()
-            if any(sg == other_sg and matcher.fit(structure, other) for other_sg, other in kept):
+            # only a template with the same space group and cell size can be the same structure
+            cell = (int(index.space_group[row]), int(index.num_atoms[row]))
+            same_cell = [other for other in kept if other[0] == cell]
+            if same_cell and any(matcher.fit(_reduced(info, mine), _reduced(other[1], other[2]),
+                                             skip_structure_reduction=True)
+                                 for mine in [[]] for other in same_cell):
                 continue
-            kept.append((sg, structure))
+            kept.append((cell, info, []))
         out.append(Candidate(rank=len(out) + 1, score=float(scores[o]), row=int(row),
                              material_id=str(index.material_id[row]),
                              formula_units=int(z), template_space_group=int(index.space_group[row]),
