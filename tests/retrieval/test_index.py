@@ -95,7 +95,9 @@ def test_magpie_properties_read_without_matminer_are_matminers():
 def test_retrieve_returns_distinct_structures(formula, plain_has_repeats):
     """top-k of the bundled MP-20 index: the greedy rule checked by brute force against the plain
     ranking — a candidate is skipped exactly when an earlier kept one has its space group and
-    pymatgen's StructureMatcher (the CSP benchmark's tolerances) matches the two."""
+    pymatgen's StructureMatcher (the CSP benchmark's tolerances, full structure reduction at every
+    comparison) matches the two; retrieve's shortcuts (cell size first, each structure reduced once)
+    must not change the result."""
     import warnings
 
     from pymatgen.analysis.structure_matcher import StructureMatcher

@@ -4,15 +4,15 @@ Candidates are the training crystals whose sorted multiset of per-element atom c
 cell) equals the query's counts times z, z = 1, 2, ... (up to the largest template). They are
 ranked by the scorer on the composition fingerprints (:meth:`~.scorer.Scorer.rank`: by score,
 the query's own composition first if the scorer says so; ties: index order), and the top ``top_k``
-**distinct structures** (by default): a candidate whose substituted template has the space group
-of a better-ranked returned one and matches it under the benchmark's StructureMatcher (stol 0.5,
-ltol 0.3, 10°, the CSP match criterion) is skipped, so ``top_k`` templates are ``top_k`` different
-structures — the same prototype often sits in the training set many times, under other elements or
-another origin choice of its Wyckoff positions. Templates in different space groups are always
-different answers (a tetragonal distortion of a cubic perovskite may match it within the
-tolerances, but it is another phase) (only the best ``DISTINCT_SCAN`` candidates are looked at,
-so a composition with fewer distinct structures among them gets fewer). Each comes with its
-substitution map and the substituted template as a
+**distinct structures** are returned (by default): a candidate whose substituted template has the
+space group and cell size of a better-ranked returned one and matches it under the benchmark's
+StructureMatcher (stol 0.5, ltol 0.3, 10°, the CSP match criterion) is skipped — the same prototype
+often sits in the training set many times, under other elements or another origin choice of its
+Wyckoff positions. Templates in different space groups are always different answers (a tetragonal
+distortion of a cubic perovskite may match it within the tolerances, but it is another phase).
+Only the best ``DISTINCT_SCAN`` candidates are looked at, so a composition with fewer distinct
+structures among them gets fewer. Each comes with its substitution map and the substituted
+template as a
 :class:`~diffcsp_pp.symmetry.analyze.SymmetryInfo` (space group, Wyckoff ops and anchors, the
 query's species, the template's k and coordinates) ready for refinement or as a "template only"
 prediction (:meth:`~diffcsp_pp.symmetry.analyze.SymmetryInfo.to_structure`).
@@ -119,9 +119,9 @@ def retrieve(index: TemplateIndex, scorer: Scorer, composition: Mapping[str, int
         composition: element -> count (the formula as given; its multiples are allowed).
         features: the query's standardised fingerprint (computed when not given).
         exclude: material ids never to return (e.g. the query itself in a leave-one-out test).
-        distinct: skip a candidate whose substituted structure has the space group of a
-            better-ranked returned one and matches it (StructureMatcher with the CSP benchmark's
-            settings); ranks stay 1, 2, ... over the returned ones.
+        distinct: skip a candidate whose substituted structure has the space group and cell size
+            of a better-ranked returned one and matches it (StructureMatcher with the CSP
+            benchmark's settings); ranks stay 1, 2, ... over the returned ones.
     """
     from ..symmetry.templates import _symbol
 
@@ -136,7 +136,7 @@ def retrieve(index: TemplateIndex, scorer: Scorer, composition: Mapping[str, int
     q = query_features(index, composition) if features is None else features
     order, scores = scorer.rank(q, index.features[rows])
     matcher = _matcher() if distinct and top_k > 1 else None
-    out, kept = [], []  # kept: ((space group, atoms), info, reduced) (distinct only)
+    out, kept = [], []  # kept: ((space group, atoms), info, [reduced structure]) (distinct only)
     for o in order[:DISTINCT_SCAN] if matcher is not None else order:
         if len(out) == top_k:
             break
@@ -147,13 +147,12 @@ def retrieve(index: TemplateIndex, scorer: Scorer, composition: Mapping[str, int
         info = substituted_info(index, row, mapping)
         if matcher is not None:
             # only a template with the same space group and cell size can be the same structure
-            cell = (int(index.space_group[row]), int(index.num_atoms[row]))
-            same_cell = [other for other in kept if other[0] == cell]
-            if same_cell and any(matcher.fit(_reduced(info, mine), _reduced(other[1], other[2]),
-                                             skip_structure_reduction=True)
-                                 for mine in [[]] for other in same_cell):
+            cell, mine = (int(index.space_group[row]), int(index.num_atoms[row])), []
+            if any(other_cell == cell and matcher.fit(_reduced(info, mine), _reduced(other, memo),
+                                                      skip_structure_reduction=True)
+                   for other_cell, other, memo in kept):
                 continue
-            kept.append((cell, info, []))
+            kept.append((cell, info, mine))
         out.append(Candidate(rank=len(out) + 1, score=float(scores[o]), row=int(row),
                              material_id=str(index.material_id[row]),
                              formula_units=int(z), template_space_group=int(index.space_group[row]),
