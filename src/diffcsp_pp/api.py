@@ -157,8 +157,9 @@ class DiffCSPPP:
 
         The training crystals whose sorted per-element counts equal the formula's (or a multiple's) are
         ranked by the model's template scorer, their elements substituted (Hungarian assignment within
-        each count class) — a template that matches a better-ranked one of its space group (the CSP
-        benchmark's StructureMatcher) is skipped, so the ranks are distinct structures — and each is refined with partial noise from t₀ = T·``diff_ratio`` (0.1: 100
+        each count class) — a template that matches a better-ranked one of its space group and cell
+        size (the CSP benchmark's StructureMatcher) is skipped, so the ranks are distinct structures —
+        and each is refined with partial noise from t₀ = T·``diff_ratio`` (0.1: 100
         steps, 200 network evaluations; the sampler's ``steps`` respaces them). ``diff_ratio=0``
         returns the substituted templates themselves ("template only", no network). The default
         (None) is the model's choice, ``sampler.formula_diff_ratio`` in its ``config.json`` (the one
