@@ -39,6 +39,15 @@ def wyckoff_template(structure, symprec: float) -> tuple[int, str]:
     return int(ds.number), f"{int(ds.number)}:{','.join(letters)}"
 
 
+def same_structure(matcher, a, b) -> bool:
+    """``matcher.fit`` of two cells reduced beforehand (``skip_structure_reduction``: each cell is
+    reduced once, not at every comparison); a pair the matcher cannot fit counts as different."""
+    try:
+        return bool(matcher.fit(a, b, skip_structure_reduction=True))
+    except Exception:  # noqa: BLE001 - an unmatchable pair is different
+        return False
+
+
 def match_bucket(job):
     """Uniqueness (vs earlier generated) and novelty (vs training) within one bucket."""
     gen_ids, gen_structs, train_structs = job
@@ -47,16 +56,10 @@ def match_bucket(job):
     warnings.simplefilter("ignore")
     matcher = StructureMatcher(**MATCHER_SETTINGS)
 
-    def fit(a, b) -> bool:
-        try:
-            return bool(matcher.fit(a, b, skip_structure_reduction=True))
-        except Exception:  # noqa: BLE001 - an unmatchable pair is different
-            return False
-
     unique, novel = [], []
     for k, s in enumerate(gen_structs):
-        unique.append(not any(fit(s, gen_structs[j]) for j in range(k)))
-        novel.append(not any(fit(s, t) for t in train_structs))
+        unique.append(not any(same_structure(matcher, s, gen_structs[j]) for j in range(k)))
+        novel.append(not any(same_structure(matcher, s, t) for t in train_structs))
     return gen_ids, unique, novel
 
 

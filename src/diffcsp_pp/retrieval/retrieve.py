@@ -102,8 +102,8 @@ def _matcher():
 
 
 def _reduced(info, memo: list):
-    """The primitive, Niggli-reduced structure of a template (what ``StructureMatcher.fit`` compares),
-    computed once and kept in ``memo``."""
+    """The primitive, Niggli-reduced structure of a template (what ``StructureMatcher.fit`` reduces
+    to, in its order), computed once and kept in ``memo``."""
     if not memo:
         memo.append(info.to_structure().get_primitive_structure().get_reduced_structure())
     return memo[0]
@@ -123,6 +123,7 @@ def retrieve(index: TemplateIndex, scorer: Scorer, composition: Mapping[str, int
             of a better-ranked returned one and matches it (StructureMatcher with the CSP
             benchmark's settings); ranks stay 1, 2, ... over the returned ones.
     """
+    from ..evaluate.novelty import same_structure
     from ..symmetry.templates import _symbol
 
     if top_k < 1:
@@ -148,8 +149,7 @@ def retrieve(index: TemplateIndex, scorer: Scorer, composition: Mapping[str, int
         if matcher is not None:
             # only a template with the same space group and cell size can be the same structure
             cell, mine = (int(index.space_group[row]), int(index.num_atoms[row])), []
-            if any(other_cell == cell and matcher.fit(_reduced(info, mine), _reduced(other, memo),
-                                                      skip_structure_reduction=True)
+            if any(other_cell == cell and same_structure(matcher, _reduced(info, mine), _reduced(other, memo))
                    for other_cell, other, memo in kept):
                 continue
             kept.append((cell, info, mine))
