@@ -204,6 +204,18 @@ def _entries(folder: Path) -> dict:
     return {e["name"]: e for e in manifest(folder)["entries"]} if (folder / "manifest.json").is_file() else {}
 
 
+def _by_row(folder: Path) -> dict[str, list[dict]]:
+    """material_id -> the records of a formula-alone output folder, in template rank order."""
+    rows: dict[str, list[dict]] = {}
+    for e in _entries(folder).values():
+        rows.setdefault(e["material_id"], []).append(e)
+    return {m: sorted(es, key=lambda e: e.get("rank", 0)) for m, es in rows.items()}
+
+
+def _formula_rows_done(folder: Path) -> int:
+    return len(_by_row(folder))
+
+
 def _energy(entry: dict) -> float:
     e = entry.get("energy_per_atom")
     return np.inf if e is None else float(e)
@@ -228,8 +240,8 @@ def _collect(out: Path, label: str, chosen: dict[str, Path], subset, evaluated: 
 
 def cmd_mp20(args) -> None:
     """Ground-truth templates (``predict --csv``, sample k seeded 1000·k) and formula alone
-    (``predict --formula F --top-k K``, the row's reduced formula); every candidate relaxed with
-    ``relax``. Stages, in order, each resumable: (1) one sample of all --rows; (2) it relaxed for
+    (``predict --csv --from-formula --top-k K``: the row's reduced formula); every candidate relaxed
+    with ``relax``. Stages, in order, each resumable: (1) one sample of all --rows; (2) it relaxed for
     the first --relax-rows; (3) samples 1..K-1, predicted and relaxed, for the first --k-rows;
     (4) formula alone, top-K, relaxed, for the first --formula-rows. Each metric is computed on the
     rows its stage finished, and the unrelaxed / relaxed one-sample metrics also on those rows."""
@@ -246,13 +258,14 @@ def cmd_mp20(args) -> None:
     relax_extra = ["--batch-size", args.relax_batch, "--quiet"]
     clock = Deadline(args.minutes)
 
-    def predict(k: int, limit: int, enough: int | None = None) -> None:
-        """Sample k of the first ``limit`` rows (stopped once ``enough`` rows are written)."""
+    def predict(k: int, enough: int) -> None:
+        """Sample k of the subset (always ``--limit --rows``: a rerun with more rows resumes the
+        same run), stopped once ``enough`` rows are written (it continues on a later call)."""
         s = out / f"sample_{k}"
-        if _count(s) < (enough or limit):
-            clock.run("predict", "--csv", subset_file, "--limit", limit, "--batch-size", args.predict_batch,
+        if _count(s) < enough:
+            clock.run("predict", "--csv", subset_file, "--limit", args.rows, "--batch-size", args.predict_batch,
                       "--seed", 1000 * k, "--out", s, "--quiet", *extra,
-                      until=None if enough is None else lambda: _count(s) >= enough)
+                      until=None if enough >= args.rows else lambda: _count(s) >= enough)
 
     def relax(k: int, limit: int) -> None:
         """Relax the first ``limit`` rows of sample k: ``relax`` reads an output folder holding
@@ -275,25 +288,23 @@ def cmd_mp20(args) -> None:
         clock.run("relax", view, "--out", out / f"relaxed_{k}", *relax_extra)
 
     # sample 0 of the rows the relaxation stages need first, the rest of the rows last
-    predict(0, args.rows, enough=max(args.relax_rows, args.k_rows))
+    predict(0, max(args.relax_rows, args.k_rows))
     relax(0, args.relax_rows)
-    for k in range(1, args.k):
+    for k in range(1, args.k if args.k_rows else 1):
         predict(k, args.k_rows)
         relax(k, args.k_rows)
-    formula = out / f"formula_top{args.k}"  # its own folder per K (predict --top-k K)
-    for mid, cif in zip(ids[: args.formula_rows], subset.cif[: args.formula_rows]):
-        from pymatgen.core import Composition
-
-        from diffcsp_pp.data.sources import parse_cif
-
-        f = Composition(parse_cif(cif).composition.reduced_formula).formula.replace(" ", "")
-        p = formula / "pred" / mid
-        if _count(p) == 0 and not clock.run("predict", "--formula", f, "--top-k", args.k, "--seed", 0, "--out", p,
-                                            "--quiet", *extra):
-            break
-        if _count(formula / "relaxed" / mid) < _count(p) and not clock.run(
-                "relax", p, "--out", formula / "relaxed" / mid, *relax_extra):
-            break
+    # formula alone: one `predict --csv --from-formula` run over the first --formula-rows rows (the
+    # row's reduced formula, its top-K templates, written <id>_rank<k>), then one `relax` of that folder
+    # (its own folder per K); both resume where they stopped
+    formula = out / f"formula_top{args.k}"
+    if args.formula_rows:
+        pred, rel = formula / "pred", formula / "relaxed"
+        if _formula_rows_done(pred) < args.formula_rows:
+            clock.run("predict", "--csv", subset_file, "--limit", args.rows, "--from-formula", "--top-k", args.k,
+                      "--seed", 0, "--out", pred, "--quiet", *extra,
+                      until=lambda: _formula_rows_done(pred) >= args.formula_rows)
+        if _count(pred) and _count(rel) < _count(pred):
+            clock.run("relax", pred, "--out", rel, *relax_extra)
 
     predict(0, args.rows)
 
@@ -315,23 +326,19 @@ def cmd_mp20(args) -> None:
             best = {m: min(range(kk), key=lambda j, m=m: (_energy(relaxed[j][m]), j)) for m in k_rows}
             _collect(out, f"gt_lowest_energy_of_{kk}_relaxed_krows", {m: cif(j, "relaxed", m) for m, j in best.items()},
                      subset, evaluated)
-    f_rows = [m for m in ids if _count(formula / "relaxed" / m) and _count(formula / "relaxed" / m) == _count(
-        formula / "pred" / m)]
+    fp, fr = _by_row(formula / "pred"), _entries(formula / "relaxed")  # material_id -> records by rank
+    f_rows = [m for m in ids if m in fp and all(e["name"] in fr for e in fp[m])]
     if f_rows:
-        fp = {m: manifest(formula / "pred" / m)["entries"] for m in f_rows}  # rank order (names *_rank1, ...)
-        fr = {m: _entries(formula / "relaxed" / m) for m in f_rows}
-        _collect(out, "formula_top1", {m: formula / "pred" / m / fp[m][0]["file"] for m in f_rows}, subset, evaluated)
-        _collect(out, "formula_top1_relaxed", {m: formula / "relaxed" / m / fr[m][fp[m][0]["name"]]["file"]
-                                               for m in f_rows}, subset, evaluated)
+        rcif = lambda name: formula / "relaxed" / fr[name]["file"]  # noqa: E731
+        _collect(out, "formula_top1", {m: formula / "pred" / fp[m][0]["file"] for m in f_rows}, subset, evaluated)
+        _collect(out, "formula_top1_relaxed", {m: rcif(fp[m][0]["name"]) for m in f_rows}, subset, evaluated)
         for kk in sorted({kk for kk in (5, args.k) if kk <= args.k}):
             chosen = {}
             for m in f_rows:
                 names = [e["name"] for e in fp[m][:kk]]
-                best = min(names, key=lambda n, m=m: (_energy(fr[m][n]), names.index(n)))
-                chosen[m] = formula / "relaxed" / m / fr[m][best]["file"]
+                chosen[m] = rcif(min(names, key=lambda n: (_energy(fr[n]), names.index(n))))
             _collect(out, f"formula_lowest_energy_of_top{kk}_relaxed", chosen, subset, evaluated)
-    records = [e for ent in relaxed for e in ent.values()] + [
-        e for m in f_rows for e in _entries(formula / "relaxed" / m).values()]
+    records = [e for ent in relaxed for e in ent.values()] + [fr[e["name"]] for m in f_rows for e in fp[m]]
     statuses = [e["relax"]["status"] for e in records]
     summary = {"rows": args.rows, "subset_seed": args.subset_seed, "k": args.k, "model": args.model or "mp20-csp",
                "sampler_steps": args.steps or "default (999)",
