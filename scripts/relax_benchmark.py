@@ -212,10 +212,6 @@ def _by_row(folder: Path) -> dict[str, list[dict]]:
     return {m: sorted(es, key=lambda e: e.get("rank", 0)) for m, es in rows.items()}
 
 
-def _formula_rows_done(folder: Path) -> int:
-    return len(_by_row(folder))
-
-
 def _energy(entry: dict) -> float:
     e = entry.get("energy_per_atom")
     return np.inf if e is None else float(e)
@@ -290,7 +286,7 @@ def cmd_mp20(args) -> None:
     # sample 0 of the rows the relaxation stages need first, the rest of the rows last
     predict(0, max(args.relax_rows, args.k_rows))
     relax(0, args.relax_rows)
-    for k in range(1, args.k if args.k_rows else 1):
+    for k in range(1, args.k):
         predict(k, args.k_rows)
         relax(k, args.k_rows)
     # formula alone: one `predict --csv --from-formula` run over the first --formula-rows rows (the
@@ -299,10 +295,10 @@ def cmd_mp20(args) -> None:
     formula = out / f"formula_top{args.k}"
     if args.formula_rows:
         pred, rel = formula / "pred", formula / "relaxed"
-        if _formula_rows_done(pred) < args.formula_rows:
+        if len(_by_row(pred)) < args.formula_rows:
             clock.run("predict", "--csv", subset_file, "--limit", args.rows, "--from-formula", "--top-k", args.k,
                       "--seed", 0, "--out", pred, "--quiet", *extra,
-                      until=lambda: _formula_rows_done(pred) >= args.formula_rows)
+                      until=lambda: len(_by_row(pred)) >= args.formula_rows)
         if _count(pred) and _count(rel) < _count(pred):
             clock.run("relax", pred, "--out", rel, *relax_extra)
 
