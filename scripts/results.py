@@ -381,6 +381,18 @@ def render_gen(out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def model_label(job_dir: Path, default: str) -> str:
+    """Which weights made a job's structures: "NAME step N" from the weights its output manifest
+    records (runs since session 18); for an older run, the text of ``<job>/label.txt`` (written by
+    hand, stating how the step is known), else ``default``."""
+    manifest = _load(job_dir / "structures" / "manifest.json") or {}
+    step = (manifest.get("weights") or {}).get("global_step")
+    if step is not None:
+        return f"{Path(str(manifest.get('inputs', {}).get('model') or default)).name} step {step:,}"
+    label = job_dir / "label.txt"
+    return label.read_text().strip() if label.is_file() else default
+
+
 def render_mp20_test(out: Path) -> str:
     """The whole-official-MP-20-test section: one row per job of :func:`mp20_test_jobs`, "not run" (with
     its command) where the job's metrics are missing."""
@@ -396,7 +408,7 @@ def render_mp20_test(out: Path) -> str:
             lines.append(f"| {label} | mp20-csp | not run | {steps} | `python scripts/results.py run --only {job}` "
                          f"| | {paper} | {target} |")
             continue
-        model = m.get("model_label", "mp20-csp")  # which snapshot, when it is no longer (or not yet) the bundled one
+        model = model_label(out / job, "mp20-csp")
         lines.append(f"| {label} | {model} | {m['rows']} | {m['sampler_steps']} | **{_pct(m['match_rate'])}** / "
                      f"{_num(m['rmse'])} (ungated {_pct(m['match_rate_ungated'])}; requested group kept "
                      f"{_pct(m['requested_space_group_rate'])}) | {m['sample_wall_s']:.0f} s + "
@@ -414,7 +426,7 @@ def render_mp20_test(out: Path) -> str:
         ratios = {r.get("diff_ratio") for r in records(out / "mp20_test_cspml" / "structures") if r.get("source") == "template"}
         how = "templates as retrieved (diff ratio 0)" if ratios == {0} else \
             f"{inputs.get('steps')} steps (diff ratio {', '.join(map(str, sorted(ratios)))})"
-        lines.append(f"| CSP from the formula alone, top-{k} templates | {m.get('model_label', 'mp20-csp')} | {m['rows']} | "
+        lines.append(f"| CSP from the formula alone, top-{k} templates | {model_label(out / 'mp20_test_cspml', 'mp20-csp')} | {m['rows']} | "
                      f"{how} | top-1 **{_pct(top1.get('match_rate'))}** / {_num(top1.get('rmse'))}; best of {k} "
                      f"{_pct(best.get('match_rate'))} / {_num(best.get('rmse'))} | {m['sample_wall_s']:.0f} s + "
                      f"{m['evaluate_wall_s']:.0f} s | 70.58 / 0.0272 (top-1) | top-1 ≥ 60 % |")
@@ -424,11 +436,15 @@ def render_mp20_test(out: Path) -> str:
                      "`python scripts/results.py run --only mp20_test_gen` | | UNVERIFIED (SymmCD re-run: struct. 99.44, COV-R 99.72, COV-P 99.61, d_ρ 0.12) "
                      "| ≥ 99 % / ≥ 99 % / COV-P ≥ 99 % / d_ρ ≤ 0.3 / group 100 % |")
     else:
-        lines.append(f"| generation, {g['counts'].get('generated')} crystals | mp20-gen | reference {g['counts'].get('reference')} "
-                     f"| {STEPS} | struct. valid **{_pct(g.get('struct_valid'))}**, COV-R {_pct(g.get('cov_recall'))}, "
-                     f"COV-P {_pct(g.get('cov_precision'))}, d_ρ {_num(g.get('wdist_density'))}, requested group "
-                     f"kept {_pct(g.get('requested_space_group_rate'))} | | UNVERIFIED (SymmCD re-run: struct. 99.44, COV-R 99.72, COV-P 99.61, d_ρ 0.12) | "
-                     "≥ 99 % / ≥ 99 % / COV-P ≥ 99 % / d_ρ ≤ 0.3 / group 100 % |")
+        walls = [st["wall_s"] for st in (_load(out / "mp20_test_gen" / "run.json") or {}).get("steps", [])]
+        wall = f"{walls[-2]:.0f} s + {walls[-1]:.0f} s" if len(walls) >= 2 else ""
+        lines.append(f"| generation, {g['counts'].get('generated'):,} crystals | {model_label(out / 'mp20_test_gen', 'mp20-gen')} "
+                     f"| reference {g['counts'].get('reference'):,} | {STEPS} | struct. valid **{_pct(g.get('struct_valid'))}**, "
+                     f"COV-R **{_pct(g.get('cov_recall'))}**, COV-P **{_pct(g.get('cov_precision'))}**, d_ρ "
+                     f"**{_num(g.get('wdist_density'))}**, requested group kept {_pct(g.get('requested_space_group_rate'))}; "
+                     f"comp. valid {_pct(g.get('comp_valid'))}, d_E {_num(g.get('wdist_prop'))}, d_elem "
+                     f"{_num(g.get('wdist_num_elements'))} | {wall} | UNVERIFIED (SymmCD re-run: struct. 99.44, COV-R 99.72, "
+                     "COV-P 99.61, d_ρ 0.12) | ≥ 99 % / ≥ 99 % / COV-P ≥ 99 % / d_ρ ≤ 0.3 / group 100 % |")
     return "\n".join(lines) + "\n"
 
 

@@ -34,6 +34,22 @@ def test_predict_formula_and_csv(tmp_path):
     other = cli("predict", "--formula", "SrTiO3", "--space-group", "221", "-n", "3", "--model", run, "--out", out)
     assert other.returncode == 2 and "other arguments" in other.stderr
 
+    # the manifest names the weights; the same name with other weights (a retrained or rebundled
+    # model) does not resume into the folder: one clean line, exit 2
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    weights = run / "model.safetensors"
+    assert manifest["weights"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    state = load_file(weights)
+    name = next(iter(state))
+    save_file({**state, name: state[name] + 1e-3}, weights)
+    retrained = cli("predict", "--formula", "SrTiO3", "--space-group", "221", "-n", "2", "--model", run, "--steps", "3",
+                    "--seed", "1", "--out", out, "--quiet")
+    assert retrained.returncode == 2 and "other model weights" in retrained.stderr
+    assert len(retrained.stderr.strip().splitlines()) == 1
+
     out2 = tmp_path / "bench"
     res = cli("predict", "--csv", FIXTURES / "perov_5_test.csv.gz", "--limit", "6", "--batch-size", "4", "--model", run,
               "--steps", "3", "--out", out2, "--quiet")

@@ -53,6 +53,30 @@ def test_mp20_test_section_renders_missing_and_measured_jobs(results, tmp_path):
     text = results.render_mp20_test(tmp_path)
     assert text.count("not run") == 3
     assert "| 9046 | 100 | **50.00 %** / 0.1000 (ungated 52.00 %; requested group kept 100.00 %) | 10 s + 5 s |" in text
+    # the model column: the hand-written label of a run older than recorded weights, then the weights' step
+    assert "| CSP, ground-truth template | mp20-csp | 9046 |" in text
+    (job / "label.txt").write_text("mp20-csp step 50,500 (as bundled then)\n")
+    assert "| mp20-csp step 50,500 (as bundled then) | 9046 |" in results.render_mp20_test(tmp_path)
+    (job / "structures" / "manifest.json").write_text(json.dumps(
+        {"layout": 2, "inputs": {"steps": 100, "model": "/x/pretrained/mp20-csp"}, "requested_space_group_rate": 1.0,
+         "weights": {"sha256": "ab" * 32, "global_step": 68500}}))
+    assert "| mp20-csp step 68,500 | 9046 |" in results.render_mp20_test(tmp_path)
+    # a generation run: its metrics, the recorded weights and both wall times
+    gen = tmp_path / "mp20_test_gen"
+    (gen / "structures").mkdir(parents=True)
+    (gen / "structures" / "manifest.json").write_text(json.dumps(
+        {"layout": 2, "inputs": {"model": "/x/pretrained/mp20-gen"}, "weights": {"sha256": "cd" * 32, "global_step": 34750}}))
+    (gen / "metrics.json").write_text(json.dumps({
+        "struct_valid": 0.995, "cov_recall": 0.9, "cov_precision": 0.91, "wdist_density": 0.25, "comp_valid": 0.8,
+        "wdist_prop": 0.1, "wdist_num_elements": 0.7, "requested_space_group_rate": 1.0,
+        "counts": {"generated": 10000, "reference": 9046}}))
+    (gen / "run.json").write_text(json.dumps({"steps": [{"command": "split", "wall_s": 1.0},
+                                                       {"command": "generate", "wall_s": 3000.0},
+                                                       {"command": "evaluate", "wall_s": 2000.0}]}))
+    line = next(x for x in results.render_mp20_test(tmp_path).splitlines() if x.startswith("| generation"))
+    assert line.startswith("| generation, 10,000 crystals | mp20-gen step 34,750 | reference 9,046 | 100 | "
+                           "struct. valid **99.50 %**, COV-R **90.00 %**, COV-P **91.00 %**, d_ρ **0.2500**, requested "
+                           "group kept 100.00 %; comp. valid 80.00 %, d_E 0.1000, d_elem 0.7000 | 3000 s + 2000 s |")
 
 
 def test_write_section_replaces_only_between_its_markers(results, tmp_path):

@@ -100,6 +100,35 @@ def test_rerun_skips_done_and_a_lost_cif_is_written_again(tmp_path, crystals):
         PredictionWriter(out, {"test": 2})
 
 
+def test_the_manifest_records_the_weights_and_refuses_outputs_of_other_weights(tmp_path, crystals):
+    """A bundled model keeps its name when it is rebundled: a folder resumed with other weights would
+    mix two models' outputs, so the weights' SHA-256 is recorded and checked."""
+    import hashlib
+
+    from diffcsp_pp.folder import ModelFolder
+
+    folder = ModelFolder.resolve("perov5-csp")
+    ident = folder.identity()
+    assert ident["sha256"] == hashlib.sha256(folder.file(folder.WEIGHTS).read_bytes()).hexdigest()
+    assert ident["global_step"] == json.loads(folder.file(folder.CARD).read_text())["training"]["global_step"]
+    out = tmp_path / "out"
+    with PredictionWriter(out, INPUTS, shard="r00000", weights=ident) as w:
+        w.add(_items(crystals[:2]))
+    assert json.loads((out / "manifest.json").read_text())["weights"] == ident
+    with PredictionWriter(out, INPUTS, shard="r00000", weights=dict(ident)) as w:  # the same weights resume
+        assert len(w.done()) == 2
+    other = {"sha256": "0" * 64, "global_step": 7}
+    with pytest.raises(ValueError, match=r"other model weights \(step \d+, sha256 [0-9a-f]{12}\) than these \(step 7"):
+        PredictionWriter(out, INPUTS, shard="r00000", weights=other)
+    # a folder written before weights were recorded resumes, and does not claim weights it cannot know
+    old = tmp_path / "old"
+    with PredictionWriter(old, INPUTS, shard="r00000") as w:
+        w.add(_items(crystals[:1]))
+    with PredictionWriter(old, INPUTS, shard="r00000", weights=other) as w:
+        w.add(_items(crystals[1:2]))
+    assert "weights" not in json.loads((old / "manifest.json").read_text())
+
+
 def test_a_second_run_into_the_same_folder_is_refused(tmp_path, crystals):
     out = tmp_path / "out"
     first = PredictionWriter(out, INPUTS, shard="r00000")

@@ -308,7 +308,7 @@ def cmd_predict(args) -> int:
     if args.diff_ratio is not None and not alone:
         raise ValueError("--diff-ratio applies to --formula without --space-group or to --csv --from-formula")
     post = _relax_options(args, inputs, rank_allowed=args.formula is not None or from_formula)
-    base = _writer(args, inputs, devices)
+    base = _writer(args, inputs, devices, model)
     with base:
         writer = base
         done = writer.done()
@@ -517,13 +517,14 @@ def _torch_device(args) -> str:
     return str(device)
 
 
-def _writer(args, inputs: dict, devices):
+def _writer(args, inputs: dict, devices, model):
     """The output writer: a run in this process writes (and locks at once) shard 0; each process of
-    a Lightning run writes its own rank's shard."""
+    a Lightning run writes its own rank's shard. The manifest records ``model``'s weights."""
     from ..data.outputs import shard_name
     from ..sample.writer import PredictionWriter
 
-    return PredictionWriter(args.out, inputs, shard=None if devices is not None else shard_name(0))
+    return PredictionWriter(args.out, inputs, shard=None if devices is not None else shard_name(0),
+                            weights=model.folder.identity())
 
 
 def _is_rank_zero() -> bool:
@@ -552,7 +553,7 @@ def cmd_generate(args) -> int:
     if args.compile:
         inputs["compile"] = True
     post = _relax_options(args, inputs, rank_allowed=False)
-    base = _writer(args, inputs, devices)
+    base = _writer(args, inputs, devices, model)
     with base:
         writer = _relaxing_writer(args, base) if post else base
         done = writer.done()

@@ -5,8 +5,9 @@ summaries) goes through this module; the writer is :class:`diffcsp_pp.sample.wri
 
 Layout 2 (written since issue #21; the cost of writing a structure does not grow with the folder)::
 
-    manifest.json                  small summary: inputs, count, requested-space-group rate,
-                                   complete (false while running); no per-structure entries
+    manifest.json                  small summary: inputs, weights (the model's SHA-256 and training
+                                   step), count, requested-space-group rate, complete (false while
+                                   running); no per-structure entries
     records/<shard>.jsonl          one JSON record per structure, appended (a shard per writer
                                    process: rank r of a distributed run writes shard "r%05d")
     cifs/<shard>/<bucket>/<name>.cif   symmetric CIFs, at most CIFS_PER_FOLDER per bucket folder

@@ -163,12 +163,16 @@ class PredictionWriter:
         shard: the shard to write, locked at once (default: this process's rank, taken and locked
             at the first write: the rank of a distributed run is known once it has started).
         manifest_every: seconds between manifest updates while running (rank 0 writes it).
+        weights: which model weights make the outputs (:meth:`ModelFolder.identity`), recorded in the
+            manifest; a folder holding outputs of other weights is refused (a folder written before
+            weights were recorded is resumed and stays without a record of them).
     """
 
     def __init__(self, out_dir: str | os.PathLike, inputs: dict, shard: str | None = None,
-                 manifest_every: float = MANIFEST_EVERY):
+                 manifest_every: float = MANIFEST_EVERY, weights: dict | None = None):
         self.out, self.inputs, self.manifest_every = Path(out_dir), inputs, float(manifest_every)
         self._shard = shard
+        self.weights = weights
         previous = outputs.read_manifest(self.out)
         if previous is not None:
             if outputs.layout_of(previous) != outputs.LAYOUT:
@@ -176,6 +180,12 @@ class PredictionWriter:
                                  "every entry); it can still be read (evaluate, relax), but choose another --out")
             if previous.get("inputs") != inputs:
                 raise ValueError(f"{self.out} holds predictions made with other arguments; choose another --out")
+            before = previous.get("weights")
+            if before is not None and weights is not None and before.get("sha256") != weights.get("sha256"):
+                raise ValueError(f"{self.out} holds predictions of other model weights (step {before.get('global_step')}, "
+                                 f"sha256 {str(before.get('sha256'))[:12]}) than these (step {weights.get('global_step')}, "
+                                 f"sha256 {str(weights.get('sha256'))[:12]}); choose another --out")
+            self.weights = before
         self.out.mkdir(parents=True, exist_ok=True)
         known = outputs.records(self.out) if previous is not None else []
         self._done = {r["name"] for r in known}
@@ -320,6 +330,7 @@ class PredictionWriter:
         requested = [(sg, det) for sg, det in groups if sg]
         payload = {
             "package": "diffcsp-pp", "version": __version__, "layout": outputs.LAYOUT, "inputs": self.inputs,
+            **({"weights": self.weights} if self.weights is not None else {}),
             "count": len(groups),
             "requested_space_group_rate": (sum(sg == det for sg, det in requested) / len(requested)) if requested else None,
             "complete": bool(complete),
