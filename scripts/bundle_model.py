@@ -59,7 +59,10 @@ def main() -> int:
     cfg = run.config()
     sampler = dest.config().sampler if dest.file(dest.CONFIG).is_file() else cfg.sampler
     changes = {k: v for k, v in (("step_lr", args.step_lr), ("formula_diff_ratio", args.formula_diff_ratio)) if v is not None}
-    cfg = dataclasses.replace(cfg, train_files=[Path(f).name for f in cfg.train_files],
+    # a run on CSV files without a dataset name reads them at the default tolerance; the bundled
+    # model keeps the tolerance its config states (MP-20: 0.1, the benchmark's)
+    symprec = cfg.symprec if cfg.symprec is not None or not dest.file(dest.CONFIG).is_file() else dest.config().symprec
+    cfg = dataclasses.replace(cfg, symprec=symprec, train_files=[Path(f).name for f in cfg.train_files],
                               val_files=[Path(f).name for f in cfg.val_files], init_from=None, init_from_training=None,
                               sampler=dataclasses.replace(sampler, **changes))
     weights = load_file(run.file(run.WEIGHTS))

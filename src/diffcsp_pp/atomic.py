@@ -40,5 +40,5 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, payload, indent: int | None = 1) -> Path:
-    """``payload`` as JSON, atomically."""
-    return write_atomic(path, json.dumps(payload, indent=indent))
+    """``payload`` as JSON, atomically (ending in a newline, as a text file does)."""
+    return write_atomic(path, json.dumps(payload, indent=indent) + "\n")
