@@ -173,6 +173,19 @@ DEFAULT = ["perov5_csp", "perov5_csp_999", "perov5_csp_999_fast", "perov5_small_
            "mp20_cspml", "mp20_gen_trainscale", "property_port"]
 
 
+def _executable(step: list) -> list:
+    """``step`` as run: ``diffcsp-pp`` is the command of this interpreter's environment when it is
+    not on PATH (``.venv/bin/python scripts/results.py`` without an activated venv)."""
+    import shutil
+
+    if step[0] == "diffcsp-pp" and shutil.which("diffcsp-pp") is None:
+        local = Path(sys.executable).parent / "diffcsp-pp"
+        if not local.is_file():
+            raise SystemExit("diffcsp-pp is neither on PATH nor beside this Python; install the package (pip install -e .)")
+        return [str(local), *step[1:]]
+    return step
+
+
 def run(args) -> int:
     out = Path(args.out)
     table = jobs(Path(args.data), out, tuple(shlex.split(args.sampler_flags)), args.workers)
@@ -188,7 +201,7 @@ def run(args) -> int:
                 print(f"[{name}] (data) {step()}", flush=True)
                 continue
             print(f"[{name}] $ {shlex.join(step)}", flush=True)
-            if subprocess.run(step, cwd=ROOT).returncode != 0:
+            if subprocess.run(_executable(step), cwd=ROOT).returncode != 0:
                 print(f"[{name}] failed", file=sys.stderr)
                 return 1
             record["steps"].append({"command": shlex.join(step), "wall_s": round(time.time() - start, 1)})

@@ -114,3 +114,17 @@ def test_formula_only_job_runs_the_user_commands_and_renders_top1_and_best_of_k(
     line = next(x for x in text.splitlines() if "formula alone" in x)
     assert "| 9046 | templates as retrieved (diff ratio 0) | top-1 **60.00 %** / 0.0300; best of 5 80.00 % / 0.0400 " \
            "| 20 s + 7 s |" in line
+
+
+def test_the_user_command_is_found_beside_the_interpreter_when_not_on_path(results, monkeypatch):
+    import shutil
+    import sys
+
+    assert results._executable(["python", "x.py"]) == ["python", "x.py"]
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    beside = Path(sys.executable).parent / "diffcsp-pp"
+    if beside.is_file():  # an installed environment: its own command, the arguments kept
+        assert results._executable(["diffcsp-pp", "evaluate", "csp"]) == [str(beside), "evaluate", "csp"]
+    else:
+        with pytest.raises(SystemExit, match="neither on PATH"):
+            results._executable(["diffcsp-pp", "evaluate", "csp"])
