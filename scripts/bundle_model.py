@@ -74,6 +74,9 @@ def main() -> int:
     machine = f"2-core CPU (AMD EPYC), {cfg.train.precision}"
     state = combine_training(run.prior_training(), {**run.training_state(), "wall_time_h": args.wall_time_h,
                                                     "machine": machine})
+    if state.get("segments"):  # every stage's wall time (given at its bundling, else its run's clock)
+        state["wall_time_h"] = sum(float(seg.get("wall_time_h", seg.get("wall_hours", 0.0)))
+                                   for seg in state["segments"])
     state["wall_time_h"] = round(state["wall_time_h"], 2)
     metrics = [json.loads(Path(m).read_text()) for m in args.metrics]
     # ``evaluate gen`` metrics (COV etc.) go into their own list; the rest are ``evaluate csp`` ones
