@@ -194,14 +194,11 @@ class ModelFolder:
         """Which weights these are: the SHA-256 of ``model.safetensors`` and the training step they
         were taken at (all stages; None when nothing says). Output folders record it, so outputs of
         other weights (a rebundled model of the same name) are never mixed into them."""
-        import hashlib
+        from .data.registry import sha256_uncompressed
 
-        digest = hashlib.sha256()
-        with open(self.file(self.WEIGHTS), "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
         step = self.total_training().get("global_step")
-        return {"sha256": digest.hexdigest(), "global_step": int(step) if isinstance(step, (int, float)) else None}
+        return {"sha256": sha256_uncompressed(self.file(self.WEIGHTS)),
+                "global_step": int(step) if isinstance(step, (int, float)) else None}
 
     # ----------------------------------------------------------------------------- statistics
     def template_stats(self) -> TemplateStats:

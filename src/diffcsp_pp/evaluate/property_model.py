@@ -431,13 +431,15 @@ class PropertyModel(nn.Module):
         """Load ``model.safetensors`` + ``hparams.json`` + ``prop_scaler.json`` (name or folder)."""
         from safetensors.torch import load_file
 
+        from ..data.registry import sha256_uncompressed
+
         folder = resolve_property_model(name_or_path, models_dir)
         try:
             hparams = json.loads((folder / "hparams.json").read_text())
             scaler = json.loads((folder / "prop_scaler.json").read_text())
             model = cls(hparams, float(np.ravel(scaler["means"])[0]), float(np.ravel(scaler["stds"])[0]), folder.name)
             model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-            model.weights_hash = _file_sha256(folder / "model.safetensors")
+            model.weights_hash = sha256_uncompressed(folder / "model.safetensors")
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
             raise ValueError(f"cannot load the property model in {folder}: {err}") from None
         return model.eval()
@@ -463,16 +465,6 @@ class PropertyModel(nn.Module):
 
     def describe(self) -> str:
         return f"DimeNet++ property model '{self.name}' (CDVAE CrystGNN_Supervise): predicted {self.target}"
-
-
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def safe_crystal_graph(structure) -> CrystalGraph | None:
